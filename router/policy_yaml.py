@@ -3,15 +3,17 @@
 PyYAML's ``compose`` keeps a node tree with source marks; this module turns it into plain
 Python values wrapped in ``Located`` (value + 1-based line, plus the line of every mapping
 key) so each validation problem can name ``FILE:LINE``. Duplicate keys, which
-``yaml.safe_load`` silently collapses to the last one, are reported here.
+``yaml.safe_load`` silently collapses to the last one, are reported here. ``Reader`` gives
+typed accessors over ``Located`` values that record problems instead of raising.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
@@ -21,6 +23,11 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 # `$${` is a literal `${`; `${NAME}` / `${NAME:-default}`; a lone `${` is unterminated
 _ENV_PATTERN = re.compile(r"(?P<escape>\$\$\{)|\$\{(?P<body>[^{}]*)\}|(?P<open>\$\{)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+#: backend and route names (they end up in logs and metric labels)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
+_TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string",
+               dict: "mapping", list: "list", type(None): "null"}
 
 Report = Callable[[int, str], None]  # (line, message)
 
@@ -118,7 +125,8 @@ class _Converter:
             if not isinstance(key_node, ScalarNode):
                 self.report(key_line, f"{path or 'top level'}: mapping keys must be plain strings")
                 continue
-            key = str(self.constructor.construct_object(key_node))
+            # the key as written: YAML 1.1 would turn `on:` (fallbacks) into True
+            key = key_node.value
             if key in explicit:
                 self.report(key_line, f"{_join(path, key)}: duplicate key '{key}' "
                                       f"(first at line {key_lines[key]})")
@@ -157,3 +165,101 @@ def load_located(text: str, environ: Mapping[str, str], report: Report) -> Locat
 def environ_snapshot() -> dict[str, str]:
     """The environment as interpolation sees it (one read per load, for consistency)."""
     return dict(os.environ)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def describe(value: Any) -> str:
+    kind = _TYPE_NAMES.get(type(value), type(value).__name__)
+    return f"{kind} {value!r}" if isinstance(value, (str, int, float)) else kind
+
+
+class Reader:
+    """Typed accessors that report problems and return None for unusable values."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.problems: list[tuple[str, int, str]] = []
+
+    def error(self, line: int, path: str, message: str) -> None:
+        self.problems.append((self.file, line, f"{path or 'top level'}: {message}"))
+
+    def mapping(self, loc: Located, path: str, allowed: Iterable[str],
+                required: Iterable[str] = ()) -> dict[str, Located] | None:
+        if not isinstance(loc.value, dict):
+            self.error(loc.line, path, f"expected a mapping, got {describe(loc.value)}")
+            return None
+        allowed = tuple(allowed)
+        for key in loc.value:
+            if key not in allowed:
+                self.error(loc.key_lines[key], path, f"unknown key '{key}'{did_you_mean(key, allowed)}")
+        for key in required:
+            if key not in loc.value:
+                self.error(loc.line, path, f"missing required key '{key}'")
+        return {k: v for k, v in loc.value.items() if k in allowed}
+
+    def string(self, loc: Located, path: str, *, choices: Iterable[str] | None = None,
+               name: bool = False, allow_empty: bool = False) -> str | None:
+        if not isinstance(loc.value, str):
+            self.error(loc.line, path, f"expected a string, got {describe(loc.value)}")
+            return None
+        if choices is not None:
+            choices = tuple(choices)
+            if loc.value not in choices:
+                self.error(loc.line, path, f"'{loc.value}' is not one of {', '.join(choices)}"
+                                           f"{did_you_mean(loc.value, choices)}")
+                return None
+        if name and not NAME_PATTERN.match(loc.value):
+            self.error(loc.line, path, f"bad name '{loc.value}': use letters, digits, '_', '-', '.'")
+            return None
+        if not allow_empty and not loc.value.strip():
+            self.error(loc.line, path, "must not be empty")
+            return None
+        return loc.value
+
+    def integer(self, loc: Located, path: str, *, minimum: int | None = None,
+                maximum: int | None = None) -> int | None:
+        if isinstance(loc.value, bool) or not isinstance(loc.value, int):
+            self.error(loc.line, path, f"expected an integer, got {describe(loc.value)}")
+            return None
+        return self._bounded(loc, path, loc.value, minimum, maximum)
+
+    def number(self, loc: Located, path: str, *, minimum: float | None = None, maximum: float | None = None,
+               exclusive_minimum: bool = False) -> float | None:
+        if isinstance(loc.value, bool) or not isinstance(loc.value, (int, float)):
+            self.error(loc.line, path, f"expected a number, got {describe(loc.value)}")
+            return None
+        if exclusive_minimum and minimum is not None and loc.value <= minimum:
+            self.error(loc.line, path, f"must be greater than {minimum}, got {loc.value}")
+            return None
+        return self._bounded(loc, path, loc.value, minimum, maximum)
+
+    def _bounded(self, loc: Located, path: str, value, minimum, maximum):
+        if minimum is not None and value < minimum:
+            self.error(loc.line, path, f"must be at least {minimum}, got {value}")
+            return None
+        if maximum is not None and value > maximum:
+            self.error(loc.line, path, f"must be at most {maximum}, got {value}")
+            return None
+        return value
+
+    def boolean(self, loc: Located, path: str) -> bool | None:
+        if not isinstance(loc.value, bool):
+            self.error(loc.line, path, f"expected true or false, got {describe(loc.value)}")
+            return None
+        return loc.value
+
+    def items(self, loc: Located, path: str, *, one_or_list: bool = False) -> list[tuple[Located, str]] | None:
+        """Elements of a list (or, with ``one_or_list``, a single scalar) with their paths."""
+        if isinstance(loc.value, list):
+            if not loc.value:
+                self.error(loc.line, path, "must not be an empty list")
+                return None
+            return [(item, f"{path}[{i}]") for i, item in enumerate(loc.value)]
+        if one_or_list and not isinstance(loc.value, dict):
+            return [(loc, path)]
+        self.error(loc.line, path, f"expected a list, got {describe(loc.value)}")
+        return None
