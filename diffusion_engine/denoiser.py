@@ -1,5 +1,20 @@
 """The one interface every diffusion model adapter implements.
 
+Protocol changes (engine owner, 2026-11-28), all backward compatible for mask models:
+
+* ``mask_token_id`` may be ``None``: the model denoises *uniform noise* instead of a
+  mask token (DiffusionGemma). The engine then fills undecided positions with random
+  ids drawn from the request's generator.
+* Optional attribute ``uses_self_conditioning: bool`` (default False when absent). When
+  True the engine calls ``canvas_logits(..., self_conditioning=rows)`` where ``rows`` is
+  one ``FloatTensor[C, V] | None`` per row: the previous step's (temperature-scaled)
+  logits for that canvas, ``None`` on a block's first step. Adapters without the
+  attribute are never passed the keyword.
+* ``new_cache`` requires at least one prompt token for adapters with token shift or an
+  encoder (the canvas needs something to attend to); pass BOS for an empty prompt.
+* Rows in one ``canvas_logits`` call share the canvas length ``C`` but not prefix
+  length; caches are never mutated by ``canvas_logits`` (only by ``commit``).
+
 A *denoiser* turns a canvas (a block of token ids, some of them the mask token)
 into logits for every canvas position, given a cache of already-committed context
 (prompt + finished blocks). Everything above this interface (samplers, acceptance
@@ -29,8 +44,8 @@ import torch
 class Denoiser(Protocol):
     """Logits for a canvas given cached context."""
 
-    #: id written into undecided canvas positions
-    mask_token_id: int
+    #: id written into undecided canvas positions; None = uniform-noise model
+    mask_token_id: int | None
     #: ids that end the answer when accepted
     eos_token_ids: frozenset[int]
     #: id used to pad canvases (dropped from outputs)
