@@ -134,6 +134,8 @@ class DiffusionEngine:
         self.denoiser = denoiser
         self.eos_ids = torch.tensor(sorted(denoiser.eos_token_ids), dtype=torch.long)
         self._self_conditioning = bool(getattr(denoiser, "uses_self_conditioning", False))
+        # the mask id is an input marker, never an answer
+        self._banned_id = denoiser.mask_token_id
 
     # ---------------------------------------------------------------- public API
     def generate(
@@ -233,6 +235,9 @@ class DiffusionEngine:
         block, params = run.block, run.params
         if run.allowed_block is not None:
             logits = logits.masked_fill(~run.allowed_block, float("-inf"))
+        if self._banned_id is not None:
+            logits = logits.clone() if run.allowed_block is None else logits
+            logits[:, self._banned_id] = float("-inf")
         temp = temperature_at(block.step, block.max_steps, params.temperature, params.final_temperature)
         scaled = scale_logits(logits, temp)
         sampled = sample_tokens(scaled, temp, params.top_p, run.generator)
