@@ -1,0 +1,370 @@
+"""JSON Schema (draft 2020-12) → ``Skeleton`` (fixed structure + typed slots).
+
+Every decision is a slot, never a parser state: optional properties and array elements
+beyond ``minItems`` get a GATE, ``anyOf``/multi-type schemas a CHOICE, nullable scalars
+collapse to ``null`` through their first position. Recursive ``$ref``s unroll up to
+``CompileOptions.recursion_depth``; deeper branches are pruned where the schema allows
+(optional property, array element beyond ``minItems``, other ``anyOf`` branch).
+Compiled skeletons are cached by (schema digest, options).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UnsupportedSchemaError
+from .formats import FORMAT_LENGTH
+from .schema_merge import ANNOTATIONS, escape_pointer_token, flatten, merge, resolve_ref
+from .skeleton import (
+    ArrayNode, ChoiceNode, ConstNode, Element, Member, Node, ObjectNode, Skeleton, Slot,
+    SlotKind, ValueNode,
+)
+
+#: keywords whose meaning the skeleton cannot guarantee; we refuse rather than emit invalid JSON
+UNSUPPORTED = frozenset({
+    "patternProperties", "propertyNames", "dependentRequired", "dependentSchemas",
+    "dependencies", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
+    "maxContains", "if", "then", "else", "not", "$dynamicRef", "$recursiveRef",
+})
+_STRING_KEYS = ("minLength", "maxLength", "pattern", "format")
+_NUMBER_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+_OBJECT_HINTS = ("properties", "required", "additionalProperties")
+_ARRAY_HINTS = ("items", "prefixItems", "minItems", "maxItems", "uniqueItems")
+_ANY_TYPES = ["string", "number", "boolean", "null"]
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    #: elements laid out for arrays without maxItems (or with a larger one)
+    max_array_slots: int = 3
+    #: value tokens for a string without maxLength / a known format
+    string_budget: int = 12
+    max_string_budget: int = 48
+    integer_budget: int = 8
+    number_budget: int = 10
+    #: how many times one $ref may unroll along a path
+    recursion_depth: int = 2
+    #: hardest cap on laid-out elements when minItems forces more
+    max_min_items: int = 32
+
+
+DEFAULT_OPTIONS = CompileOptions()
+_cache: "OrderedDict[tuple[str, CompileOptions], Skeleton]" = OrderedDict()
+_cache_lock = threading.Lock()
+_CACHE_SIZE = 1024
+
+
+def schema_digest(schema: Any) -> str:
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def compile_schema(schema: Any, options: CompileOptions = DEFAULT_OPTIONS) -> Skeleton:
+    """Compile (or fetch from cache) the skeleton of ``schema``.
+
+    Raises ``UnsupportedSchemaError(keyword, pointer)`` for what cannot be honoured.
+    """
+    digest = schema_digest(schema)
+    key = (digest, options)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    skeleton = _Compiler(schema, options).run(digest)
+    with _cache_lock:
+        _cache[key] = skeleton
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return skeleton
+
+
+class _Compiler:
+    def __init__(self, schema: Any, options: CompileOptions) -> None:
+        self.root = schema
+        self.opts = options
+        self.slots: list[Slot] = []
+
+    def run(self, digest: str) -> Skeleton:
+        node = self.node(self.root, "", ())
+        if node is None:
+            raise UnsupportedSchemaError(
+                "$ref", "/", f"recursion cannot end within depth {self.opts.recursion_depth}: "
+                "make the recursive property optional or allow empty arrays")
+        return Skeleton(root=node, slots=self.slots, schema=self.root, digest=digest)
+
+    def slot(self, kind: SlotKind, pointer: str, **kw: Any) -> Slot:
+        s = Slot(index=len(self.slots), kind=kind, pointer=pointer or "/", **kw)
+        self.slots.append(s)
+        return s
+
+    # ------------------------------------------------------------------ dispatch
+    def node(self, schema: Any, ptr: str, stack: tuple[str, ...]) -> Node | None:
+        """Compile one schema node; None means "unreachable within the recursion bound"."""
+        if schema is True:
+            schema = {}
+        if schema is False:
+            raise UnsupportedSchemaError("false", ptr, "a false schema admits no value here")
+        if not isinstance(schema, dict):
+            raise UnsupportedSchemaError("schema", ptr, "a schema must be an object or a boolean")
+        for key in schema:
+            if key in UNSUPPORTED:
+                raise UnsupportedSchemaError(key, ptr)
+        if "$ref" in schema:
+            ref = schema["$ref"]
+            if stack.count(ref) >= self.opts.recursion_depth:
+                return None
+            target, target_ptr = resolve_ref(self.root, ref, ptr)
+            rest = {k: v for k, v in schema.items() if k != "$ref" and k not in ANNOTATIONS}
+            if rest:
+                target = merge(flatten(self.root, target, target_ptr), flatten(self.root, rest, ptr), ptr)
+            return self.node(target, target_ptr, stack + (ref,))
+        if "allOf" in schema:
+            return self.node(flatten(self.root, schema, ptr), ptr, stack)
+        if "const" in schema:
+            return ConstNode(schema["const"])
+        if "enum" in schema:
+            return self.enum(schema, ptr)
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                return self.choice(schema, key, ptr, stack)
+        return self.typed(schema, ptr, stack)
+
+    def typed(self, schema: dict, ptr: str, stack: tuple[str, ...]) -> Node | None:
+        types = schema.get("type")
+        if types is None:
+            types = _infer_types(schema)
+        if isinstance(types, str):
+            types = [types]
+        if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+            raise UnsupportedSchemaError("type", ptr, f"invalid type {schema.get('type')!r}")
+        types = list(dict.fromkeys(types))
+        non_null = [t for t in types if t != "null"]
+        if len(non_null) == 1 and len(types) == 2 and non_null[0] in ("string", "integer", "number"):
+            return self.single(non_null[0], schema, ptr, stack, nullable=True)
+        if len(types) == 1:
+            return self.single(types[0], schema, ptr, stack)
+        branches = [self.single(t, schema, ptr, stack) for t in types]
+        return self.choice_of(branches, ptr)
+
+    def single(self, type_: str, s: dict, ptr: str, stack: tuple[str, ...], nullable: bool = False) -> Node | None:
+        if type_ == "object":
+            return self.object(s, ptr, stack)
+        if type_ == "array":
+            return self.array(s, ptr, stack)
+        if type_ == "string":
+            return self.string(s, ptr, nullable)
+        if type_ in ("integer", "number"):
+            return self.number(type_, s, ptr, nullable)
+        if type_ == "boolean":
+            return ValueNode(self.slot(SlotKind.ENUM, ptr, options=(True, False)))
+        if type_ == "null":
+            return ConstNode(None)
+        raise UnsupportedSchemaError("type", ptr, f"unknown type {type_!r}")
+
+    # ------------------------------------------------------------------ alternatives
+    def enum(self, s: dict, ptr: str) -> Node:
+        options = s["enum"]
+        if not isinstance(options, list) or not options:
+            raise UnsupportedSchemaError("enum", ptr, "enum must be a non-empty array")
+        if "type" in s:
+            options = [v for v in options if _json_type_matches(v, s["type"])] or options
+        options = list({json.dumps(v, sort_keys=True): v for v in options}.values())
+        if len(options) == 1:
+            return ConstNode(options[0])
+        return ValueNode(self.slot(SlotKind.ENUM, ptr, options=tuple(options)))
+
+    def choice(self, s: dict, key: str, ptr: str, stack: tuple[str, ...]) -> Node | None:
+        parts = s[key]
+        if not isinstance(parts, list) or not parts:
+            raise UnsupportedSchemaError(key, ptr, f"{key} must be a non-empty array")
+        rest = {k: v for k, v in s.items() if k != key and k not in ANNOTATIONS}
+        branches: list[Node | None] = []
+        for i, part in enumerate(parts):
+            bptr = f"{ptr}/{key}/{i}"
+            branch = merge(flatten(self.root, rest, ptr), flatten(self.root, part, bptr), bptr) if rest else part
+            branches.append(self.node(branch, bptr, stack))
+        if key == "oneOf":
+            _require_disjoint(branches, ptr)
+        return self.choice_of(branches, ptr)
+
+    def choice_of(self, branches: list[Node | None], ptr: str) -> Node | None:
+        kept = [b for b in branches if b is not None]
+        if not kept:
+            return None
+        if len(kept) == 1:
+            return kept[0]
+        return ChoiceNode(self.slot(SlotKind.CHOICE, ptr, options=tuple(range(len(kept)))), kept)
+
+    # ------------------------------------------------------------------ containers
+    def object(self, s: dict, ptr: str, stack: tuple[str, ...]) -> Node | None:
+        props = s.get("properties", {}) or {}
+        required = list(dict.fromkeys(s.get("required", []) or []))
+        extra = s.get("additionalProperties", True)
+        members: list[Member] = []
+        for key in list(props) + [k for k in required if k not in props]:
+            if key in props:
+                sub, sub_ptr = props[key], f"{ptr}/properties/{escape_pointer_token(key)}"
+            elif extra is False:
+                raise UnsupportedSchemaError(
+                    "required", ptr, f"'{key}' is required but additionalProperties is false")
+            else:
+                sub, sub_ptr = extra, f"{ptr}/additionalProperties"
+            node = self.node(sub, sub_ptr, stack)
+            if key in required:
+                if node is None:
+                    return None
+                members.append(Member(key, node, None))
+            elif node is not None:
+                members.append(Member(key, node, self.slot(SlotKind.GATE, sub_ptr, marker='"')))
+        if s.get("minProperties", 0) > len(required):
+            raise UnsupportedSchemaError(
+                "minProperties", ptr, "only minProperties <= number of required properties is supported")
+        if "maxProperties" in s and s["maxProperties"] < len(members):
+            raise UnsupportedSchemaError(
+                "maxProperties", ptr, "only maxProperties >= number of declared properties is supported")
+        return ObjectNode(members)
+
+    def array(self, s: dict, ptr: str, stack: tuple[str, ...]) -> Node | None:
+        items = s.get("items", True)
+        prefix = s.get("prefixItems", []) or []
+        if isinstance(items, list):  # draft-04 tuple form
+            prefix, items = items, s.get("additionalItems", True)
+        lo = int(s.get("minItems", 0) or 0)
+        hi = s.get("maxItems")
+        if lo > self.opts.max_min_items:
+            raise UnsupportedSchemaError(
+                "minItems", ptr, f"minItems {lo} exceeds the supported {self.opts.max_min_items}")
+        count = max(lo, min(self.opts.max_array_slots, hi if hi is not None else self.opts.max_array_slots))
+        if items is False:
+            count = min(count, len(prefix))
+        if hi is not None:
+            count = min(count, int(hi))
+        if lo > count:
+            raise UnsupportedSchemaError("minItems", ptr, "minItems exceeds the items the schema allows")
+        elements: list[Element] = []
+        for i in range(count):
+            if i < len(prefix):
+                sub, sub_ptr = prefix[i], f"{ptr}/prefixItems/{i}"
+            else:
+                sub, sub_ptr = items, f"{ptr}/items"
+            node = self.node(sub, sub_ptr, stack)
+            if node is None:
+                if i < lo:
+                    return None
+                break
+            gate = None if i < lo else self.slot(SlotKind.GATE, sub_ptr, marker=",")
+            elements.append(Element(node, gate))
+        return ArrayNode(elements, unique=bool(s.get("uniqueItems")), min_items=lo)
+
+    # ------------------------------------------------------------------ scalars
+    def string(self, s: dict, ptr: str, nullable: bool) -> Node:
+        constraints = {"type": "string", **{k: s[k] for k in _STRING_KEYS if k in s}}
+        if "pattern" in s:
+            try:
+                re.compile(s["pattern"])
+            except (re.error, TypeError) as exc:
+                raise UnsupportedSchemaError("pattern", ptr, f"not a Python regex: {exc}") from exc
+        fmt = s.get("format") if isinstance(s.get("format"), str) else None
+        budget = self.opts.string_budget
+        if fmt in FORMAT_LENGTH:
+            budget = FORMAT_LENGTH[fmt]
+        elif isinstance(s.get("maxLength"), int):
+            budget = s["maxLength"]
+        budget = max(budget, int(s.get("minLength", 0) or 0))
+        budget = max(1, min(budget, self.opts.max_string_budget))
+        return ValueNode(self.slot(SlotKind.STRING, ptr, constraints=constraints, budget=budget,
+                                   nullable=nullable, fmt=fmt))
+
+    def number(self, type_: str, s: dict, ptr: str, nullable: bool) -> Node:
+        for key in ("exclusiveMinimum", "exclusiveMaximum"):
+            if isinstance(s.get(key), bool):
+                raise UnsupportedSchemaError(
+                    key, ptr, "the boolean form is draft-04; use a number (draft 2020-12)")
+        constraints = {"type": type_, **{k: s[k] for k in _NUMBER_KEYS if k in s}}
+        budget = self.opts.integer_budget if type_ == "integer" else self.opts.number_budget
+        bounds = [abs(s[k]) for k in _NUMBER_KEYS[:4] if isinstance(s.get(k), (int, float))]
+        if type_ == "integer" and len(bounds) >= 2:
+            budget = min(budget, len(str(int(max(bounds)))) + 1)
+        kind = SlotKind.INTEGER if type_ == "integer" else SlotKind.NUMBER
+        return ValueNode(self.slot(kind, ptr, constraints=constraints, budget=budget, nullable=nullable))
+
+
+def _infer_types(s: dict) -> list[str]:
+    if any(k in s for k in _OBJECT_HINTS):
+        return ["object"]
+    if any(k in s for k in _ARRAY_HINTS):
+        return ["array"]
+    if any(k in s for k in _STRING_KEYS):
+        return ["string"]
+    if any(k in s for k in _NUMBER_KEYS):
+        return ["number"]
+    return list(_ANY_TYPES)
+
+
+def _json_type_matches(value: Any, types: Any) -> bool:
+    names = [types] if isinstance(types, str) else list(types)
+    for t in names:
+        if t == "null" and value is None or t == "boolean" and isinstance(value, bool):
+            return True
+        if t == "string" and isinstance(value, str) or t == "object" and isinstance(value, dict):
+            return True
+        if t == "array" and isinstance(value, list):
+            return True
+        if t in ("number", "integer") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if t == "number" or float(value).is_integer():
+                return True
+    return False
+
+
+def _node_types(node: Node | None) -> set[str]:
+    """JSON types a compiled node can produce (for oneOf disjointness)."""
+    if node is None:
+        return set()
+    if isinstance(node, ConstNode):
+        return {"const:" + json.dumps(node.value, sort_keys=True)}
+    if isinstance(node, ObjectNode):
+        return {"object"}
+    if isinstance(node, ArrayNode):
+        return {"array"}
+    if isinstance(node, ChoiceNode):
+        return set().union(*(_node_types(b) for b in node.branches))
+    slot = node.slot
+    if slot.kind is SlotKind.ENUM:
+        return {"const:" + json.dumps(v, sort_keys=True) for v in slot.options}
+    kinds = {SlotKind.STRING: "string", SlotKind.INTEGER: "number", SlotKind.NUMBER: "number"}
+    return {kinds[slot.kind]} | ({"const:null"} if slot.nullable else set())
+
+
+def _require_disjoint(branches: list[Node | None], ptr: str) -> None:
+    seen: set[str] = set()
+    for node in branches:
+        types = _node_types(node)
+        plain = {t for t in types if not t.startswith("const:")}
+        consts = types - plain
+        # a constant overlaps with a plain type of the same JSON kind
+        const_kinds = {_const_kind(c) for c in consts}
+        seen_plain = {t for t in seen if not t.startswith("const:")}
+        if types & seen or plain & {_const_kind(c) for c in seen if c.startswith("const:")} \
+                or const_kinds & seen_plain:
+            raise UnsupportedSchemaError(
+                "oneOf", ptr, "branches may match the same value; use anyOf or make the branches "
+                "differ in type or constant values")
+        seen |= types
+
+
+def _const_kind(const: str) -> str:
+    value = json.loads(const[len("const:"):])
+    if isinstance(value, bool) or value is None:
+        return "const-only"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "object" if isinstance(value, dict) else "array"
