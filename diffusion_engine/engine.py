@@ -309,12 +309,13 @@ class DiffusionEngine:
             allowed = allowed.to(d.device)
         needs_value = tokens == MASK
         canvas = tokens.clone()
-        if bool(needs_value.any()):
-            if d.mask_token_id is None:
-                noise = torch.randint(0, d.vocab_size, (c,), generator=run.generator, device=d.device)
-                canvas = torch.where(needs_value.to(d.device), noise, canvas.to(d.device))
-            else:
-                canvas[needs_value] = d.mask_token_id
+        if d.mask_token_id is None:
+            # drawn even when the template gives every initial token, so RNG use per
+            # block never depends on the template (DiffusionGemma's loop draws it too)
+            noise = torch.randint(0, d.vocab_size, (c,), generator=run.generator, device=d.device)
+            canvas = torch.where(needs_value.to(d.device), noise, canvas.to(d.device))
+        elif bool(needs_value.any()):
+            canvas[needs_value] = d.mask_token_id
         run.block = BlockState(
             canvas=canvas.to(d.device),
             decided=fixed.clone().to(d.device),
