@@ -76,9 +76,9 @@ def _read_server(r: Reader, loc: Located | None) -> ServerSettings:
     fields = r.mapping(loc, "server", SERVER_KEYS) or {}
     values: dict[str, Any] = {}
     if "api_keys" in fields:
-        entries = r.items(fields["api_keys"], "server.api_keys", one_or_list=False) \
-            if fields["api_keys"].value != [] else []
-        keys = [r.string(item, p, allow_empty=True) for item, p in entries or []]
+        keys_loc = fields["api_keys"]
+        entries = [] if keys_loc.value in ([], None) else r.items(keys_loc, "server.api_keys") or []
+        keys = [r.string(item, p, allow_empty=True) for item, p in entries]
         # an entry that interpolates to "" (e.g. ${TANDEM_API_KEY:-}) is dropped: auth only when set
         values["api_keys"] = tuple(k for k in keys if k)
     for key in ("max_body_bytes", "max_concurrency", "max_tokens_limit"):
@@ -281,13 +281,13 @@ def _read_alias(r: Reader, name: str, loc: Located, routes: Mapping[str, Route],
     return ModelAlias(name=name, classify=bool(classify), route=route, backend=backend, description=description or "")
 
 
-def _check_reachability(r: Reader, routes: list[Route], pinned: set[str]) -> None:
+def _check_reachability(r: Reader, routes: list[tuple[int, Route]], pinned: set[str]) -> None:
     """A route is dead when an earlier route matches everything it matches (alias-pinned
-    routes are exempt: the alias reaches them without matching)."""
-    for i, later in enumerate(routes):
+    routes are exempt: the alias reaches them without matching). ``routes``: (index, route)."""
+    for position, (i, later) in enumerate(routes):
         if later.name in pinned:
             continue
-        for earlier in routes[:i]:
+        for _, earlier in routes[:position]:
             if earlier.match.covers(later.match):
                 what = ("catch-all route" if earlier.match.catch_all else "route")
                 r.error(later.line, f"routes[{i}]",
@@ -348,18 +348,28 @@ def read_policy(path: str | Path, text: str, environ: Mapping[str, str] | None =
             r.error(models_loc.line, "models", f"expected a mapping of alias: settings, got {describe(models_loc.value)}")
 
     routes: list[Route] = []
+    # route -> position in the file, for routes that were read without any problem: the
+    # whole-policy checks only reason about those (a route whose `match` was invalid would
+    # look like a catch-all and produce misleading "unreachable" errors)
+    sound: dict[str, int] = {}
+    all_sound = True
     first_line: dict[str, int] = {}
     if "routes" in top:
         for index, (item, where) in enumerate(r.items(top["routes"], "routes") or []):
+            before = len(r.problems)
             route = _read_route(r, index, item, backends, alias_names, server.max_tokens_limit)
-            if route is None:
-                continue
-            if route.name in first_line:
+            if route is not None and route.name in first_line:
                 r.error(item.line, f"{where}.name",
                         f"duplicate route name '{route.name}' (first defined at line {first_line[route.name]})")
+                route = None
+            if route is None or len(r.problems) > before:
+                all_sound = False
+            if route is None:
                 continue
             first_line[route.name] = route.line
             routes.append(route)
+            if len(r.problems) == before:
+                sound[route.name] = index
 
     models: dict[str, ModelAlias] = {}
     routes_by_name = {rt.name: rt for rt in routes}
@@ -368,10 +378,10 @@ def read_policy(path: str | Path, text: str, environ: Mapping[str, str] | None =
         if alias is not None:
             models[name] = alias
 
-    if routes:
-        pinned = {a.route for a in models.values() if a.route}
-        _check_reachability(r, routes, pinned)
-        _check_coverage(r, routes, top["routes"].line)
+    pinned = {a.route for a in models.values() if a.route}
+    _check_reachability(r, [(sound[rt.name], rt) for rt in routes if rt.name in sound], pinned)
+    if all_sound and routes:
+        _check_coverage(r, routes, root.key_lines["routes"])
     if r.problems:
         raise PolicyError(sorted(r.problems, key=lambda p: p[1]))
     return PolicyParts(backends=backends, models=models, routes=tuple(routes), server=server)

@@ -41,6 +41,14 @@ class Located:
     #: for mappings: line of each key (unknown-key errors point at the key, not its value)
     key_lines: dict[str, int] = field(default_factory=dict)
 
+    def plain(self) -> Any:
+        """The value without locations (keys exactly as written, e.g. for JSON Schema checks)."""
+        if isinstance(self.value, dict):
+            return {k: v.plain() for k, v in self.value.items()}
+        if isinstance(self.value, list):
+            return [v.plain() for v in self.value]
+        return self.value
+
 
 def interpolate(text: str, environ: Mapping[str, str], report: Callable[[str], None]) -> str:
     """Expand ``${VAR}`` and ``${VAR:-default}`` (default when unset *or empty*, as in sh)."""
@@ -80,7 +88,7 @@ def _retype_plain(text: str) -> Any:
 
 
 class _Converter:
-    def __init__(self, environ: Mapping[str, str], report: Report):
+    def __init__(self, environ: Mapping[str, str] | None, report: Report):
         self.environ = environ
         self.report = report
         self.constructor = SafeConstructor()
@@ -99,7 +107,7 @@ class _Converter:
         except ConstructorError as exc:
             self.report(line, f"{path or 'top level'}: {exc.problem}")
             return None
-        if isinstance(value, str) and "${" in value:
+        if isinstance(value, str) and "${" in value and self.environ is not None:
             expanded = interpolate(value, self.environ, lambda msg: self.report(line, f"{path}: {msg}"))
             return _retype_plain(expanded) if node.style is None and expanded != value else expanded
         return value
@@ -144,14 +152,18 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def load_located(text: str, environ: Mapping[str, str], report: Report) -> Located | None:
-    """Parse one YAML document; None (after reporting) when it is not parseable or empty."""
+def load_located(text: str, environ: Mapping[str, str] | None, report: Report) -> Located | None:
+    """Parse one YAML document, interpolating ``${VAR}`` from ``environ`` (None: leave them
+    as written). None (after reporting) when it is not parseable or empty."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = mark.line + 1 if mark is not None else 1
-        report(where, f"YAML syntax error: {exc.problem or exc.context}")
+        context = ""
+        if exc.context and exc.context_mark is not None and exc.context_mark.line + 1 != where:
+            context = f" ({exc.context} at line {exc.context_mark.line + 1})"
+        report(where, f"YAML syntax error: {exc.problem or exc.context}{context}")
         return None
     except yaml.YAMLError as exc:  # e.g. more than one document
         report(1, f"YAML error: {exc}")
