@@ -1,0 +1,100 @@
+"""A fake OpenAI-compatible upstream for tests and the overhead benchmark.
+
+Behaviour is chosen by the request's ``model`` (the part after any ``provider/``):
+``ok`` answers at once; ``fail500``/``fail429``/``bad400`` return that status;
+``slow`` sleeps ``?delay`` (default 5 s) before answering; ``cut`` streams two chunks
+and then drops the connection. Streams send ``STREAM_CHUNKS`` content chunks.
+
+Run: ``python -m bench.fake_upstream --port 9100``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+STREAM_CHUNKS = 8
+WORDS = ["Hello", " from", " the", " fake", " upstream", ".", " All", " good", "."]
+
+
+def _completion(model: str, text: str) -> dict:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+    }
+
+
+def _chunk(model: str, delta: dict, finish: str | None = None) -> bytes:
+    payload = {
+        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+class DropConnection(Exception):
+    """Raised inside a streaming body: the server aborts the response mid-way."""
+
+
+async def chat(request: Request) -> Response:
+    body = await request.json()
+    model = str(body.get("model", "ok")).split("/")[-1]
+    behaviour = model.split("?")[0]
+    if behaviour.startswith("fail") or behaviour.startswith("bad"):
+        status = int(behaviour[-3:])
+        return JSONResponse({"error": {"message": f"fake {status}", "type": "server_error", "param": None, "code": None}},
+                            status_code=status)
+    if behaviour == "slow":
+        await asyncio.sleep(float(request.query_params.get("delay", 5)))
+    text = "".join(WORDS)
+    if not body.get("stream"):
+        return JSONResponse(_completion(model, text))
+
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    async def events():
+        yield _chunk(model, {"role": "assistant", "content": ""})
+        for index in range(STREAM_CHUNKS):
+            if behaviour == "cut" and index == 2:
+                raise DropConnection("fake upstream drops the connection")
+            yield _chunk(model, {"content": WORDS[index % len(WORDS)]})
+        yield _chunk(model, {}, "stop")
+        if include_usage:
+            usage = {"prompt_tokens": 5, "completion_tokens": STREAM_CHUNKS, "total_tokens": 5 + STREAM_CHUNKS}
+            yield b"data: " + json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+                                          "model": model, "choices": [], "usage": usage}).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def models(_: Request) -> Response:
+    return JSONResponse({"object": "list", "data": [{"id": "ok", "object": "model", "created": 0, "owned_by": "fake"}]})
+
+
+app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    args = parser.parse_args()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The one interface every backend implements, and the error it raises.
+
+A backend takes an OpenAI chat request body (already validated, with the route's
+parameters applied) and returns an OpenAI ``chat.completion`` dict, or an async
+iterator of ``chat.completion.chunk`` dicts. The gateway sets the response ``model``
+and headers; backends only generate.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, AsyncIterator
+
+from router.policy import BackendSpec
+
+
+class BackendError(Exception):
+    """A backend failed; the fields decide whether a fallback applies."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        timeout: bool = False,
+        connection: bool = False,
+        client_error: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.timeout = timeout
+        self.connection = connection
+        #: the request itself is wrong (4xx): pass to the client, never fall back
+        self.client_error = client_error
+
+    @property
+    def reason(self) -> str:
+        if self.timeout:
+            return "timeout"
+        if self.connection:
+            return "connection"
+        return str(self.status) if self.status else "error"
+
+
+class Backend(ABC):
+    def __init__(self, spec: BackendSpec) -> None:
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ready(self) -> bool:
+        """False while a local model is still loading."""
+        return True
+
+    def warmup(self) -> None:
+        """Load whatever the backend needs (blocking; called off the event loop)."""
+
+    @abstractmethod
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+def upstream_model(model: str) -> str:
+    """``openai/gpt-4o-mini`` → ``gpt-4o-mini`` (the name the upstream server knows)."""
+    return model.split("/", 1)[1] if "/" in model else model

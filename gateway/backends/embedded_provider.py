@@ -1,0 +1,118 @@
+"""The embedded SmolLM2 as a litellm custom provider (model strings ``embedded/...``).
+
+litellm hands us OpenAI params in ``optional_params``; we run the local model on its
+worker thread and give litellm back a ModelResponse or GenericStreamingChunks.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, AsyncIterator
+
+from litellm import CustomLLM
+from litellm.llms.custom_llm import CustomLLMError
+
+from gateway.backends.local_ar import LocalARModel, SamplingParams
+
+PROVIDER = "embedded"
+DEFAULT_MAX_TOKENS = 256
+
+_model: LocalARModel | None = None
+_model_lock = threading.Lock()
+_registered = False
+
+
+def local_model() -> LocalARModel:
+    global _model
+    with _model_lock:
+        if _model is None:
+            _model = LocalARModel()
+        return _model
+
+
+def sampling_params(optional_params: dict[str, Any]) -> SamplingParams:
+    stop = optional_params.get("stop") or []
+    return SamplingParams(
+        max_tokens=int(optional_params.get("max_completion_tokens") or optional_params.get("max_tokens") or DEFAULT_MAX_TOKENS),
+        temperature=float(optional_params.get("temperature", 0.7) if optional_params.get("temperature") is not None else 0.7),
+        top_p=float(optional_params.get("top_p") or 1.0),
+        seed=optional_params.get("seed"),
+        stop=[stop] if isinstance(stop, str) else list(stop),
+        json_schema=_json_schema(optional_params.get("response_format")),
+    )
+
+
+def _json_schema(response_format: Any) -> dict[str, Any] | None:
+    """The schema to enforce: json_schema → its schema, json_object → any object."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        return spec.get("schema") or {"type": "object"}
+    if kind == "json_object":
+        return {"type": "object"}
+    return None
+
+
+class EmbeddedLLM(CustomLLM):
+    async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
+                          encoding, api_key, logging_obj, optional_params, *args, **kwargs):
+        params = sampling_params(optional_params)
+        parts: list[str] = []
+        finish, prompt_tokens, completion_tokens = "stop", 0, 0
+        async for event in local_model().stream_events(messages, params):
+            parts.append(event.text)
+            if event.finish_reason:
+                finish, prompt_tokens, completion_tokens = event.finish_reason, event.prompt_tokens, event.completion_tokens
+        text = "".join(parts)
+        if params.json_schema is not None and finish == "length":
+            raise CustomLLMError(
+                status_code=400,
+                message=f"max_tokens={params.max_tokens} ended the JSON document before it was complete; raise max_tokens",
+            )
+        model_response.choices[0].message.content = text
+        model_response.choices[0].finish_reason = finish
+        model_response.model = f"{PROVIDER}/{model}"
+        from litellm.types.utils import Usage
+
+        model_response.usage = Usage(
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+        )
+        return model_response
+
+    async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
+                         encoding, api_key, logging_obj, optional_params, *args, **kwargs) -> AsyncIterator[dict]:
+        params = sampling_params(optional_params)
+        async for event in local_model().stream_events(messages, params):
+            usage = None
+            if event.finish_reason:
+                usage = {
+                    "prompt_tokens": event.prompt_tokens,
+                    "completion_tokens": event.completion_tokens,
+                    "total_tokens": event.prompt_tokens + event.completion_tokens,
+                }
+            yield {
+                "text": event.text,
+                "is_finished": event.finish_reason is not None,
+                "finish_reason": event.finish_reason or "",
+                "usage": usage,
+                "index": 0,
+                "tool_use": None,
+            }
+
+
+def register() -> None:
+    """Add the provider to litellm once per process."""
+    global _registered
+    if _registered:
+        return
+    import litellm
+
+    litellm.custom_provider_map = [
+        entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER
+    ] + [{"provider": PROVIDER, "custom_handler": EmbeddedLLM()}]
+    _registered = True
+
+
+__all__ = ["register", "local_model", "EmbeddedLLM"]

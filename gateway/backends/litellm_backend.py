@@ -1,0 +1,92 @@
+"""AR backends through litellm: hosted providers and the embedded SmolLM2.
+
+Provider translation (Anthropic, Ollama, Bedrock, …) is litellm's job. The embedded
+model is registered as the litellm custom provider ``embedded`` so it takes the same
+path as every other AR call (timeouts, retries, streaming).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from gateway.backends.base import Backend, BackendError
+from router.policy import BackendSpec
+
+# Fields litellm understands as OpenAI params; anything else in the body stays out.
+_FORWARDED = (
+    "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
+    "response_format", "tools", "tool_choice", "stream_options", "user", "presence_penalty",
+    "frequency_penalty", "logit_bias", "parallel_tool_calls", "prediction", "logprobs", "top_logprobs",
+)
+
+
+class LiteLLMBackend(Backend):
+    def __init__(self, spec: BackendSpec) -> None:
+        super().__init__(spec)
+        from gateway.backends import embedded_provider
+
+        embedded_provider.register()
+        import litellm
+
+        self._litellm = litellm
+
+    @property
+    def ready(self) -> bool:
+        from gateway.backends import embedded_provider
+
+        return not self.spec.model.startswith("embedded/") or embedded_provider.local_model().ready
+
+    def warmup(self) -> None:
+        if self.spec.model.startswith("embedded/"):
+            from gateway.backends import embedded_provider
+
+            embedded_provider.local_model().load()
+
+    def _kwargs(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        kwargs = {key: body[key] for key in _FORWARDED if key in body}
+        kwargs.update(
+            model=self.spec.model,
+            stream=stream,
+            timeout=self.spec.timeout_s,
+            num_retries=self.spec.max_retries,
+        )
+        if self.spec.api_base:
+            kwargs["api_base"] = self.spec.api_base
+        if self.spec.api_key:
+            kwargs["api_key"] = self.spec.api_key
+        return kwargs
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await asyncio.wait_for(
+                self._litellm.acompletion(**self._kwargs(body, False)), timeout=self.spec.timeout_s
+            )
+        except Exception as exc:  # litellm raises many types; map them once
+            raise _map_error(self.name, exc) from exc
+        return response.model_dump(exclude_none=True)
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            response = await self._litellm.acompletion(**self._kwargs(body, True))
+            async for chunk in response:
+                yield chunk.model_dump(exclude_none=True)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise _map_error(self.name, exc) from exc
+
+
+def _map_error(name: str, exc: Exception) -> BackendError:
+    if isinstance(exc, BackendError):
+        return exc
+    import litellm
+
+    text = str(exc).splitlines()[0][:300] if str(exc) else exc.__class__.__name__
+    if isinstance(exc, (asyncio.TimeoutError, litellm.exceptions.Timeout)):
+        return BackendError(f"{name}: timed out", timeout=True)
+    if isinstance(exc, litellm.exceptions.APIConnectionError):
+        return BackendError(f"{name}: connection failed: {text}", connection=True)
+    status = getattr(exc, "status_code", None)
+    client_error = isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
+    return BackendError(f"{name}: {text}", status=status if isinstance(status, int) else None, client_error=client_error)

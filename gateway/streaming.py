@@ -1,0 +1,57 @@
+"""Server-sent events in OpenAI's format: ``data: {chunk}`` lines, then ``data: [DONE]``.
+
+Chunks are passed on as they arrive (no buffering). A backend failure mid-stream
+becomes one error event (OpenAI's envelope, which the SDKs raise as an APIError)
+followed by ``[DONE]``, so clients never hang on a half-open stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, AsyncIterator, Callable
+
+from gateway.backends.base import BackendError
+
+log = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def error_event(message: str, code: str) -> bytes:
+    return encode({"error": {"message": message, "type": "server_error", "param": None, "code": code}})
+
+
+async def sse_stream(
+    first: dict[str, Any] | None,
+    rest: AsyncIterator[dict[str, Any]],
+    model_name: str,
+    task: str,
+    on_done: Callable[[str], None],
+) -> AsyncIterator[bytes]:
+    status = "cancelled"  # until proven otherwise: a disconnect ends us without reaching the end
+    try:
+        if first is not None:
+            first["model"] = model_name
+            yield encode(first)
+        async for chunk in rest:
+            chunk["model"] = model_name
+            yield encode(chunk)
+        status = "ok"
+    except BackendError as error:
+        status = "error"
+        log.warning("stream from %s failed mid-way (%s)", model_name, error.reason)
+        yield error_event(f"The backend failed mid-stream: {error.message}", "stream_interrupted")
+    finally:
+        on_done(status)
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                pass
+    yield DONE

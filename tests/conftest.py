@@ -1,0 +1,97 @@
+"""Real servers on loopback for the tests: the gateway as a subprocess, a fake upstream."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, args: list[str], port: int, env: dict[str, str] | None = None, log_name: str = "server") -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"tandem-test-{log_name}-{port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait(self, path: str, timeout: float, want_status: int | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early; log:\n{self.log_text()}")
+            try:
+                response = httpx.get(self.base + path, timeout=2)
+                if want_status is None or response.status_code == want_status:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready after {timeout} s; log:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def fake_upstream():
+    port = free_port()
+    server = Server(["-m", "bench.fake_upstream", "--port", str(port)], port, log_name="upstream")
+    server.wait("/v1/models", 30)
+    yield server
+    server.stop()
+
+
+def start_gateway(policy: Path, env: dict[str, str] | None = None, ready_timeout: float = 120) -> Server:
+    port = free_port()
+    server = Server(["-m", "gateway.cli", "serve", "--port", str(port), "--policy", str(policy)], port, env, "gateway")
+    server.wait("/healthz", ready_timeout, want_status=200)
+    return server
+
+
+@pytest.fixture(scope="session")
+def gateway(fake_upstream):
+    """Gateway on the fake-upstream policy (no local generation model)."""
+    server = start_gateway(FIXTURES / "upstream_policy.yaml", {"UPSTREAM_BASE": fake_upstream.base + "/v1"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_gateway():
+    """Gateway on the default policy: the real embedded models (integration tests)."""
+    server = start_gateway(ROOT / "policies" / "default.yaml", ready_timeout=300)
+    yield server
+    server.stop()
