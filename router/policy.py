@@ -12,7 +12,7 @@ Format (version 1)
     Must be ``1``.
 
 ``server`` (optional mapping) - gateway settings
-    ``api_keys``         list of accepted bearer keys. Empty or absent = no authentication.
+    ``api_keys``         list of accepted bearer keys. Empty, null or absent = no authentication.
                          Entries that interpolate to an empty string are dropped, so
                          ``["${TANDEM_API_KEY:-}"]`` enables auth only when the variable is set.
     ``max_body_bytes``   largest request body accepted (default 1048576).
@@ -34,9 +34,13 @@ Format (version 1)
     ``params``      default sampling parameters: ``temperature`` (0-2), ``top_p`` (0-1),
                     ``top_k`` (>= 0), ``max_tokens`` (1..max_tokens_limit), ``seed`` (>= 0),
                     ``stop`` (string or list), ``presence_penalty`` / ``frequency_penalty`` (-2..2).
-    ``engine``      diffusion engine knobs (kind ``diffusion`` only): ``block_size`` (>= 1),
-                    ``rule`` (acceptance rule name, e.g. ``threshold``), ``threshold``
-                    (0 < t <= 1), ``max_steps`` (>= 1).
+    ``engine``      diffusion engine knobs (kind ``diffusion`` only; the decoding fields of
+                    ``diffusion_engine.engine.GenerationParams``): ``block_size`` (canvas
+                    length, >= 1), ``rule`` (``threshold``, ``low_confidence`` or
+                    ``entropy_bound``), ``threshold`` (0 < t <= 1, for ``threshold``),
+                    ``max_steps`` (forwards per block, >= 1), ``final_temperature`` (>= 0),
+                    ``entropy_bound`` (> 0), ``stability_threshold`` (>= 0),
+                    ``confidence_threshold`` (> 0), ``stop_on_eos`` (bool).
 
 ``models`` (optional mapping alias -> settings): names clients send as ``model``.
     ``description`` free text (shown by ``/v1/models``).

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from router.policy_schema import (
-    BACKEND_KEYS, BACKEND_KINDS, EMBEDDED_MODELS, ENGINE_KEYS, FALLBACK_CLASSES, FALLBACK_KEYS,
+    BACKEND_KEYS, BACKEND_KINDS, EMBEDDED_MODELS, ENGINE_KEYS, ENGINE_RULES, FALLBACK_CLASSES, FALLBACK_KEYS,
     MATCH_KEYS, MODEL_KEYS, PARAM_KEYS, ROUTE_KEYS, SERVER_KEYS, TOP_LEVEL_KEYS, BackendSpec,
     FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, ServerSettings,
 )
@@ -63,10 +63,18 @@ def _read_engine(r: Reader, loc: Located, path: str) -> dict:
         where = f"{path}.{key}"
         if key in ("block_size", "max_steps"):
             engine[key] = r.integer(value, where, minimum=1)
+        elif key == "stability_threshold":
+            engine[key] = r.integer(value, where, minimum=0)
         elif key == "threshold":
             engine[key] = r.number(value, where, minimum=0, maximum=1, exclusive_minimum=True)
+        elif key in ("entropy_bound", "confidence_threshold"):
+            engine[key] = r.number(value, where, minimum=0, exclusive_minimum=True)
+        elif key == "final_temperature":
+            engine[key] = r.number(value, where, minimum=0)
+        elif key == "stop_on_eos":
+            engine[key] = r.boolean(value, where)
         elif key == "rule":
-            engine[key] = r.string(value, where, name=True)
+            engine[key] = r.string(value, where, choices=ENGINE_RULES)
     return {k: v for k, v in engine.items() if v is not None}
 
 

@@ -259,5 +259,9 @@ FALLBACK_KEYS = ("backend", "on")
 #: sampling parameters a backend or route may set (forwarded to the backend)
 PARAM_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop",
               "presence_penalty", "frequency_penalty")
-#: diffusion engine knobs (kept in sync with diffusion_engine's generation config)
-ENGINE_KEYS = ("block_size", "rule", "threshold", "max_steps")
+#: diffusion engine knobs: the decoding fields of diffusion_engine.engine.GenerationParams
+#: (duplicated rather than imported so loading a policy does not import torch; a test
+#: keeps the two in sync)
+ENGINE_KEYS = ("block_size", "rule", "threshold", "max_steps", "final_temperature", "entropy_bound",
+               "stability_threshold", "confidence_threshold", "stop_on_eos")
+ENGINE_RULES = ("threshold", "low_confidence", "entropy_bound")

@@ -251,6 +251,9 @@ def test_yaml_syntax_error_names_line():
      "backends.x.engine: engine settings apply to kind: diffusion only"),
     ("backends:\n  x: {kind: diffusion, model: embedded/smollm2-diffusion, engine: {blok_size: 8}}\n",
      "backends.x.engine: unknown key 'blok_size' (did you mean 'block_size'?)"),
+    ("backends:\n  x: {kind: diffusion, model: embedded/smollm2-diffusion, engine: {rule: entropy}}\n",
+     "backends.x.engine.rule: 'entropy' is not one of threshold, low_confidence, entropy_bound "
+     "(did you mean 'entropy_bound'?)"),
     ("backends:\n  x: {kind: ar, model: embedded/smol}\n",
      "backends.x.model: unknown embedded model 'embedded/smol' (did you mean 'embedded/smollm2'?); "
      "embedded models: embedded/smollm2, embedded/smollm2-diffusion"),
@@ -584,3 +587,16 @@ def test_start_off_main_thread_skips_signal_handler(tmp_path):
 def test_backend_spec_defaults():
     spec = BackendSpec(name="x", kind="ar", model="embedded/smollm2")
     assert spec.embedded and spec.timeout_s == 60.0 and spec.max_retries == 0
+
+
+def test_engine_keys_match_the_diffusion_engine():
+    """The policy validator duplicates the engine's decoding knobs (to avoid importing torch
+    when loading a policy); this keeps them in sync."""
+    import dataclasses
+    import typing
+
+    engine = pytest.importorskip("diffusion_engine.engine")
+    fields = {f.name for f in dataclasses.fields(engine.GenerationParams)}
+    request_level = {"max_tokens", "temperature", "top_p", "seed"}  # per request, not engine config
+    assert set(policy_schema.ENGINE_KEYS) == fields - request_level
+    assert set(policy_schema.ENGINE_RULES) == set(typing.get_args(engine.Rule))
