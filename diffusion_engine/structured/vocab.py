@@ -8,7 +8,6 @@ positions holds a handful of tensors.
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Any, Callable, Iterable
 
 import torch
@@ -36,7 +35,9 @@ class SlotVocab:
         if pad_id is None:
             raise ValueError("tokenizer has neither a pad nor an eos token; pass pad_id explicitly")
         self.pad_id = int(pad_id)
+        # special and added tokens (chat markers, the mask token...) never appear in values
         specials = set(getattr(tokenizer, "all_special_ids", []) or [])
+        specials |= set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
         n = len(tokenizer)
         raw = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
         #: decoded text of each token; "" for special tokens and ids past the tokenizer
@@ -119,7 +120,6 @@ class SlotVocab:
         return out
 
 
-_vocab_cache: "weakref.WeakKeyDictionary[Any, dict[tuple, SlotVocab]]" = weakref.WeakKeyDictionary()
 _strong_cache: dict[tuple, SlotVocab] = {}
 _vocab_lock = threading.Lock()
 
