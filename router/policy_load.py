@@ -157,12 +157,11 @@ def _read_fallbacks(r: Reader, loc: Located, path: str, route_backend: str | Non
                     f"backend '{backend}' is already a fallback (line {seen[backend]})")
             continue
         seen[backend] = fields["backend"].line
+        if "on" not in fields:
+            specs.append(FallbackSpec(backend=backend, on=frozenset({"error"})))  # default: any error
+            continue
         on: set[str | int] = set()
-        for cond, cond_path in (r.items(fields["on"], f"{where}.on", one_or_list=True) or []) \
-                if "on" in fields else [(None, "")]:
-            if cond is None:
-                on.add("error")  # default: any backend error
-                continue
+        for cond, cond_path in r.items(fields["on"], f"{where}.on", one_or_list=True) or []:
             value = cond.value
             if isinstance(value, str) and value.isdigit():
                 value = int(value)  # "429" and 429 mean the same
@@ -344,8 +343,8 @@ def read_policy(path: str | Path, text: str, environ: Mapping[str, str] | None =
                 if not NAME_PATTERN.match(name):
                     r.error(loc.key_lines[name], f"backends.{name}", "bad backend name: use letters, digits, '_-.'")
                 backend = _read_backend(r, name, spec, server.max_tokens_limit)
-                # a broken backend still counts as defined so references to it are not reported twice
-                backends[name] = backend if backend is not None else None  # type: ignore[assignment]
+                # a broken backend (None) still counts as defined: references to it are fine
+                backends[name] = backend  # type: ignore[assignment]
 
     alias_names: tuple[str, ...] = ()
     models_loc = top.get("models")
@@ -367,7 +366,7 @@ def read_policy(path: str | Path, text: str, environ: Mapping[str, str] | None =
             before = len(r.problems)
             route = _read_route(r, index, item, backends, alias_names, server.max_tokens_limit)
             if route is not None and route.name in first_line:
-                r.error(item.line, f"{where}.name",
+                r.error(item.value["name"].line, f"{where}.name",
                         f"duplicate route name '{route.name}' (first defined at line {first_line[route.name]})")
                 route = None
             if route is None or len(r.problems) > before:

@@ -273,5 +273,6 @@ class Reader:
             return [(item, f"{path}[{i}]") for i, item in enumerate(loc.value)]
         if one_or_list and not isinstance(loc.value, dict):
             return [(loc, path)]
-        self.error(loc.line, path, f"expected a list, got {describe(loc.value)}")
+        expected = "one value or a list of values" if one_or_list else "a list"
+        self.error(loc.line, path, f"expected {expected}, got {describe(loc.value)}")
         return None
