@@ -1,0 +1,273 @@
+"""Offline training data shaped like Tandem's routes; cached under ``runs/data/``.
+
+Four sources, all generated on this machine, none from ``shared/eval/``:
+
+* ``distill``: instructions built from templates x topics, answered by
+  SmolLM2-135M-Instruct itself (greedy, batched). The denoiser learns the AR model's
+  own distribution, which is what "fluency = AR perplexity" measures.
+* ``json``: synthetic records described in prose, to be extracted against a schema.
+* ``code``: Python functions from the local stdlib with a span of lines cut out;
+  the answer is the missing span.
+* ``edit``: deterministic text edits (replace / delete a word, case changes, typo fixes)
+  applied to sentences of the distilled answers.
+
+Every example is ``(prompt_ids, answer_ids)`` where the prompt is the chat template with
+the generation header and the answer ends with ``<|im_end|>``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from diffusion_engine.training.layout import Example
+
+log = logging.getLogger(__name__)
+
+STDLIB = Path("/root/.pyenv/versions/3.11.7/lib/python3.11")
+
+TOPICS = [
+    "photosynthesis", "the water cycle", "compound interest", "black holes", "the French Revolution",
+    "machine learning", "volcanoes", "the human heart", "recycling", "time management", "bread baking",
+    "electric cars", "the moon landing", "honey bees", "cloud computing", "meditation", "earthquakes",
+    "the Roman Empire", "solar panels", "vaccines", "chess openings", "rainforests", "the stock market",
+    "public speaking", "coffee brewing", "DNA", "plate tectonics", "password security", "gardening",
+    "the printing press", "ocean tides", "renewable energy", "sleep hygiene", "the internet",
+    "climate change", "learning a new language", "budgeting", "dinosaurs", "the immune system",
+    "3D printing", "rainbows", "marathon training", "the Great Wall of China", "composting",
+    "quantum computers", "healthy breakfasts", "job interviews", "wind turbines", "birds migrating",
+    "the Renaissance", "smartphones", "friendship", "teamwork", "volunteering", "the solar system",
+    "magnets", "pizza", "libraries", "bicycles", "mountain hiking", "writing a resume",
+]
+TEMPLATES = [
+    "Explain {t} in simple terms.", "Write a short paragraph about {t}.", "Give three tips about {t}.",
+    "What are the main benefits of {t}?", "Describe {t} to a ten-year-old.", "Why is {t} important?",
+    "List some interesting facts about {t}.", "Write a haiku about {t}.", "Summarize the history of {t}.",
+    "What are common misconceptions about {t}?", "Write a short story involving {t}.",
+    "How does {t} work?", "Compare {t} with something similar.", "Write a tweet about {t}.",
+    "What should a beginner know about {t}?", "Give a one-sentence definition of {t}.",
+]
+
+FIRST = ["Alice", "Bob", "Carmen", "Deepak", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Liam"]
+LAST = ["Smith", "Garcia", "Okafor", "Tanaka", "Muller", "Rossi", "Nguyen", "Kowalski", "Silva", "Haddad"]
+CITIES = ["Lisbon", "Toronto", "Nairobi", "Osaka", "Berlin", "Lima", "Austin", "Seoul", "Oslo", "Pune"]
+JOBS = ["nurse", "teacher", "engineer", "baker", "pilot", "designer", "chemist", "lawyer", "farmer"]
+PRODUCTS = ["desk lamp", "water bottle", "backpack", "keyboard", "teapot", "running shoes", "headphones"]
+CATEGORIES = ["home", "sports", "electronics", "kitchen", "office"]
+EVENTS = ["book club", "team offsite", "charity run", "product launch", "jazz night", "code review"]
+WORDS_SWAP = {"big": "large", "quick": "fast", "happy": "glad", "small": "tiny", "important": "crucial",
+              "good": "great", "help": "assist", "use": "employ", "show": "display", "make": "create"}
+
+
+@dataclass(frozen=True)
+class TextPair:
+    source: str
+    instruction: str
+    answer: str
+
+
+def make_instructions(n: int, rng: random.Random) -> list[str]:
+    combos = [tpl.format(t=t) for tpl in TEMPLATES for t in TOPICS]
+    rng.shuffle(combos)
+    return combos[:n]
+
+
+def _person(rng):
+    name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    rec = {"name": name, "age": rng.randint(19, 79), "city": rng.choice(CITIES),
+           "occupation": rng.choice(JOBS), "email": f"{name.split()[0].lower()}{rng.randint(1, 99)}@example.com"}
+    texts = [
+        f"{name} is a {rec['age']}-year-old {rec['occupation']} living in {rec['city']}. "
+        f"You can reach them at {rec['email']}.",
+        f"Contact: {rec['email']}. Our {rec['occupation']}, {name}, aged {rec['age']}, is based in {rec['city']}.",
+        f"Meet {name} from {rec['city']}! At {rec['age']}, {name.split()[0]} works as a {rec['occupation']} "
+        f"(email {rec['email']}).",
+    ]
+    types = {"name": "string", "age": "integer", "city": "string", "occupation": "string", "email": "string"}
+    return rec, rng.choice(texts), types
+
+
+def _product(rng):
+    rec = {"product": rng.choice(PRODUCTS), "price": round(rng.uniform(3, 300), 2),
+           "in_stock": rng.random() < 0.6, "category": rng.choice(CATEGORIES)}
+    stock = "available now" if rec["in_stock"] else "currently sold out"
+    texts = [
+        f"The {rec['product']} in our {rec['category']} range costs ${rec['price']} and is {stock}.",
+        f"{rec['category'].title()} deal: {rec['product']} for ${rec['price']} ({stock}).",
+    ]
+    types = {"product": "string", "price": "number", "in_stock": "boolean", "category": "string"}
+    return rec, rng.choice(texts), types
+
+
+def _event(rng):
+    rec = {"event": rng.choice(EVENTS), "city": rng.choice(CITIES),
+           "date": f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}", "attendees": rng.randint(3, 400)}
+    texts = [
+        f"The {rec['event']} takes place in {rec['city']} on {rec['date']}, with {rec['attendees']} people expected.",
+        f"Save the date {rec['date']}: {rec['attendees']} guests will join the {rec['event']} in {rec['city']}.",
+    ]
+    types = {"event": "string", "city": "string", "date": "string", "attendees": "integer"}
+    return rec, rng.choice(texts), types
+
+
+def make_json_pairs(n: int, rng: random.Random) -> list[TextPair]:
+    out = []
+    for _ in range(n):
+        rec, text, types = rng.choice([_person, _product, _event])(rng)
+        keys = list(rec)
+        if rng.random() < 0.4:  # sometimes ask for a subset of the fields
+            keys = sorted(rng.sample(keys, rng.randint(2, len(keys))), key=list(rec).index)
+        schema = {"type": "object", "properties": {k: {"type": types[k]} for k in keys}, "required": keys}
+        instr = (f"Extract the data from the text as JSON matching this schema:\n{json.dumps(schema)}\n\n"
+                 f"Text: {text}\n\nReply with the JSON only.")
+        out.append(TextPair("json", instr, json.dumps({k: rec[k] for k in keys})))
+    return out
+
+
+def _functions(path: Path) -> list[list[str]]:
+    try:
+        src = path.read_text(encoding="utf-8")
+        tree = ast.parse(src)
+    except (SyntaxError, UnicodeDecodeError, OSError):
+        return []
+    lines = src.splitlines()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
+            body = lines[node.lineno - 1 : node.end_lineno]
+            if 6 <= len(body) <= 30 and max(len(l) for l in body) <= 100:
+                found.append(body)
+    return found
+
+
+def make_code_pairs(n: int, rng: random.Random) -> list[TextPair]:
+    files = sorted(STDLIB.glob("*.py")) + sorted(STDLIB.glob("json/*.py")) + sorted(STDLIB.glob("email/*.py"))
+    if not files:
+        raise FileNotFoundError(f"no Python sources under {STDLIB}; set data.code to 0 in the config")
+    rng.shuffle(files)
+    funcs = []
+    for f in files[:80]:
+        funcs += _functions(f)
+    rng.shuffle(funcs)
+    out = []
+    for body in funcs[:n]:
+        start = rng.randint(1, len(body) - 2)
+        span = rng.randint(1, min(5, len(body) - start))
+        prefix, middle, suffix = body[:start], body[start : start + span], body[start + span :]
+        if not "".join(middle).strip():
+            continue
+        code = "\n".join(prefix + ["<MISSING>"] + suffix)
+        instr = ("Fill in the line(s) marked <MISSING> in this Python function. "
+                 f"Reply with the missing code only.\n\n```python\n{code}\n```")
+        out.append(TextPair("code", instr, "\n".join(middle)))
+    return out
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    if len(word) < 4:
+        return word
+    i = rng.randint(1, len(word) - 3)
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+
+
+def make_edit_pairs(sentences: list[str], n: int, rng: random.Random) -> list[TextPair]:
+    out = []
+    sentences = [s for s in sentences if 6 <= len(s.split()) <= 40]
+    for s in rng.sample(sentences, min(n, len(sentences))):
+        words = s.split()
+        kind = rng.choice(["replace", "delete", "upper", "typos", "swap"])
+        if kind == "replace":
+            w = rng.choice([w for w in words if w.isalpha()] or words)
+            new = rng.choice(["blue", "quiet", "modern", "ancient", "simple"])
+            instr, ans = f"Replace the word \"{w}\" with \"{new}\" in this text:\n{s}", s.replace(w, new)
+        elif kind == "delete":
+            w = rng.choice([w for w in words if w.isalpha()] or words)
+            instr = f"Remove every occurrence of the word \"{w}\" from this text:\n{s}"
+            ans = " ".join(x for x in words if x != w)
+        elif kind == "upper":
+            instr, ans = f"Rewrite this text in uppercase:\n{s}", s.upper()
+        elif kind == "typos":
+            broken = " ".join(_typo(w, rng) if rng.random() < 0.3 and w.isalpha() else w for w in words)
+            if broken == s:
+                continue
+            instr, ans = f"Fix the spelling mistakes in this text:\n{broken}", s
+        else:
+            hits = [w for w in WORDS_SWAP if re.search(rf"\b{w}\b", s)]
+            if not hits:
+                continue
+            w = hits[0]
+            instr = f"Use the word \"{WORDS_SWAP[w]}\" instead of \"{w}\" in this text:\n{s}"
+            ans = re.sub(rf"\b{w}\b", WORDS_SWAP[w], s)
+        out.append(TextPair("edit", instr, ans))
+    return out
+
+
+def chat_prompt_ids(tokenizer, instruction: str) -> list[int]:
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
+    )
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def greedy_answers(model, tokenizer, prompts: list[list[int]], max_new: int, batch: int) -> list[list[int]]:
+    """Batched greedy decoding with left padding; stops each row at ``<|im_end|>``."""
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    answers: list[list[int]] = []
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i : i + batch]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[eos] * (width - len(p)) + p for p in chunk])
+        attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+        out = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new,
+                             do_sample=False, eos_token_id=eos, pad_token_id=eos)
+        for row in out[:, width:].tolist():
+            answers.append(row[: row.index(eos) + 1] if eos in row else row)
+        log.info("distilled %d/%d answers", len(answers), len(prompts))
+    return answers
+
+
+def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path) -> list[Example]:
+    """Generate (or load from ``cache_dir``) the training examples described by ``cfg``."""
+    key = hashlib.sha256(json.dumps({"cfg": cfg, "seed": seed, "v": 1}, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir / f"examples-{key}.jsonl"
+    if path.exists():
+        rows = [json.loads(l) for l in path.read_text().splitlines()]
+        log.info("loaded %d cached examples from %s", len(rows), path)
+        return [Example(tuple(r["prompt"]), tuple(r["answer"])) for r in rows]
+    rng = random.Random(seed)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    max_prompt, max_answer = cfg["max_prompt_tokens"], cfg["max_answer_tokens"]
+
+    instructions = make_instructions(cfg["distill"], rng)
+    prompts = [chat_prompt_ids(tokenizer, q) for q in instructions]
+    answers = greedy_answers(model, tokenizer, prompts, cfg["distill_max_new_tokens"], cfg["distill_batch"])
+    rows = [{"source": "distill", "prompt": p, "answer": a} for p, a in zip(prompts, answers) if a]
+
+    sentences = []
+    for a in answers:
+        sentences += re.split(r"(?<=[.!?])\s+", tokenizer.decode(a, skip_special_tokens=True))
+    pairs = (make_json_pairs(cfg["json"], rng) + make_code_pairs(cfg["code"], rng)
+             + make_edit_pairs(sentences, cfg["edit"], rng))
+    for pair in pairs:
+        ans = tokenizer(pair.answer, add_special_tokens=False)["input_ids"] + [eos]
+        rows.append({"source": pair.source, "prompt": chat_prompt_ids(tokenizer, pair.instruction), "answer": ans})
+    rows = [r for r in rows if len(r["prompt"]) <= max_prompt]
+    for r in rows:
+        r["answer"] = r["answer"][:max_answer]
+    rng.shuffle(rows)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.rename(path)
+    counts = {s: sum(r["source"] == s for r in rows) for s in ("distill", "json", "code", "edit")}
+    log.info("wrote %d examples to %s: %s", len(rows), path, counts)
+    return [Example(tuple(r["prompt"]), tuple(r["answer"])) for r in rows]
