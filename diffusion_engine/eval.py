@@ -1,0 +1,185 @@
+"""Free-text evaluation of the SmolLM2 block-diffusion adapter against AR on the same CPU.
+
+    python -m diffusion_engine.eval [--adapter PATH] [--max-tokens 128] [--threads 1]
+
+For each prompt of a fixed list (written for this eval, not drawn from training data):
+
+* **AR**: greedy decoding of the base model (adapter off), one forward per token.
+* **diffusion**: ``DiffusionEngine.generate`` over :class:`SmolLM2BlockDenoiser`, greedy,
+  confidence-threshold acceptance, for each (threshold, canvas size) setting.
+
+Reported per setting: tokens per forward (canvas forwards, and canvas + commit forwards),
+wall-clock tokens/s, and fluency as the AR model's perplexity of the output given the
+prompt (geometric mean over prompts; AR's own greedy outputs are the reference, so
+``ppl_ratio`` = diffusion / AR). Results go to ``runs/eval/<stamp>.json`` and a markdown
+table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+PROMPTS = [
+    "Tell me about the life cycle of a butterfly.",
+    "How do I make a good cup of tea?",
+    "Write a short poem about autumn leaves.",
+    "What is the difference between weather and climate?",
+    "Give me some advice for my first day at a new job.",
+    "Why do cats purr?",
+    "Describe a peaceful morning at the beach.",
+    "What are the advantages of learning to play a musical instrument?",
+    "Explain what a computer program is.",
+    "Suggest a few ideas for a rainy weekend at home.",
+    "How can I save water at home?",
+    "What makes a good friend?",
+]
+
+
+def chat_ids(tokenizer, text: str) -> list[int]:
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return tokenizer(rendered, add_special_tokens=False)["input_ids"]
+
+
+@torch.inference_mode()
+def ar_generate(model, prompt: list[int], max_tokens: int, eos: set[int]) -> tuple[list[int], int, float]:
+    """Greedy AR with a KV cache; returns (tokens, forwards, seconds)."""
+    from transformers import DynamicCache
+
+    t0 = time.perf_counter()
+    cache = DynamicCache()
+    ids = torch.tensor([prompt])
+    out: list[int] = []
+    forwards = 0
+    for _ in range(max_tokens):
+        logits = model(input_ids=ids, cache=cache, use_cache=True).logits[0, -1]
+        forwards += 1
+        tok = int(logits.argmax())
+        if tok in eos:
+            break
+        out.append(tok)
+        ids = torch.tensor([[tok]])
+    return out, forwards, time.perf_counter() - t0
+
+
+@torch.inference_mode()
+def ar_perplexity(model, prompt: list[int], answer: list[int], end_id: int) -> float:
+    """AR perplexity of ``answer`` + end-of-turn given ``prompt`` (adapter must be off)."""
+    target = answer + [end_id]
+    ids = torch.tensor([prompt + target])
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+    nll = torch.nn.functional.cross_entropy(logits, torch.tensor(target))
+    return math.exp(float(nll))
+
+
+def distinct_ratio(tokens: list[int], n: int = 3) -> float:
+    """Share of distinct n-grams: low values flag loops."""
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def geo_mean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def run(args: argparse.Namespace) -> dict:
+    from diffusion_engine.adapters.smollm2_block import SmolLM2BlockDenoiser
+    from diffusion_engine.embedded import load_smollm2
+    from diffusion_engine.engine import DiffusionEngine, GenerationParams
+
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    model, tokenizer = load_smollm2(dtype)
+    denoiser = SmolLM2BlockDenoiser.load(args.adapter, dtype=dtype, model=model)
+    engine = DiffusionEngine(denoiser)
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    eos = set(denoiser.eos_token_ids) | {end_id}
+    prompts = PROMPTS[: args.limit] if args.limit else PROMPTS
+    settings = [(float(t), int(c)) for t in args.thresholds.split(",") for c in args.canvas.split(",")]
+
+    rows: dict[str, list[dict]] = {"ar": []}
+    for text in prompts:
+        prompt = chat_ids(tokenizer, text)
+        with denoiser.adapter_off() as base:
+            toks, fwd, sec = ar_generate(base, prompt, args.max_tokens, eos)
+            ppl = ar_perplexity(base, prompt, toks, end_id)
+        rows["ar"].append({"prompt": text, "tokens": len(toks), "forwards": fwd, "seconds": sec, "ppl": ppl,
+                           "distinct3": distinct_ratio(toks), "text": tokenizer.decode(toks)})
+        for thr, canvas in settings:
+            params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="threshold",
+                                      threshold=thr, block_size=canvas)
+            t0 = time.perf_counter()
+            res = engine.generate(prompt, params)
+            sec = time.perf_counter() - t0
+            toks = [t for t in res.token_ids if t not in eos]
+            with denoiser.adapter_off() as base:
+                ppl = ar_perplexity(base, prompt, toks, end_id) if toks else float("inf")
+            commits = max(0, res.stats.blocks - 1)  # every finished block but the last is committed
+            rows.setdefault(f"diffusion t={thr} c={canvas}", []).append({
+                "prompt": text, "tokens": len(toks), "forwards": res.stats.steps, "commit_forwards": commits,
+                "seconds": sec, "ppl": ppl, "distinct3": distinct_ratio(toks), "finish": res.finish_reason,
+                "text": tokenizer.decode(toks)})
+        print(f"done: {text}", flush=True)
+    summary = {name: summarize(r) for name, r in rows.items()}
+    ar_ppl = summary["ar"]["ppl_geo"]
+    for s in summary.values():
+        s["ppl_ratio"] = s["ppl_geo"] / ar_ppl
+        s["speedup_vs_ar"] = s["tokens_per_s"] / summary["ar"]["tokens_per_s"]
+    return {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "adapter": str(args.adapter or "shipped"),
+            "dtype": args.dtype, "threads": args.threads, "max_tokens": args.max_tokens,
+            "cpu_load_note": "shared 2-core machine; absolute tokens/s are noisy, compare rows of one run",
+            "summary": summary, "rows": rows}
+
+
+def summarize(rows: list[dict]) -> dict:
+    tokens = sum(r["tokens"] for r in rows)
+    forwards = sum(r["forwards"] for r in rows)
+    commits = sum(r.get("commit_forwards", 0) for r in rows)
+    seconds = sum(r["seconds"] for r in rows)
+    finite = [r["ppl"] for r in rows if math.isfinite(r["ppl"])]
+    return {"tokens": tokens, "tokens_per_forward": tokens / forwards if forwards else 0.0,
+            "tokens_per_forward_incl_commits": tokens / (forwards + commits) if forwards else 0.0,
+            "tokens_per_s": tokens / seconds if seconds else 0.0, "ppl_geo": geo_mean(finite),
+            "empty_outputs": sum(r["tokens"] == 0 for r in rows),
+            "distinct3_mean": sum(r["distinct3"] for r in rows) / len(rows)}
+
+
+def markdown(result: dict) -> str:
+    lines = ["| setting | tokens/forward | (incl. commits) | tokens/s | speed vs AR | AR ppl (geo) | ppl ratio | distinct-3 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, s in result["summary"].items():
+        lines.append(f"| {name} | {s['tokens_per_forward']:.2f} | {s['tokens_per_forward_incl_commits']:.2f} | "
+                     f"{s['tokens_per_s']:.1f} | {s['speedup_vs_ar']:.2f}x | {s['ppl_geo']:.2f} | "
+                     f"{s['ppl_ratio']:.2f} | {s['distinct3_mean']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--adapter", type=Path, default=None, help="adapter folder (default: the shipped one)")
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--thresholds", default="0.9,0.7", help="comma-separated confidence thresholds")
+    ap.add_argument("--canvas", default="32", help="comma-separated canvas (sub-block) sizes")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    ap.add_argument("--limit", type=int, default=0, help="first N prompts only")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    result = run(args)
+    out = args.out or Path("runs/eval") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(markdown(result))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
