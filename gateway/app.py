@@ -65,11 +65,13 @@ class Gateway:
 
     def _warmup(self) -> None:
         """Load classifier and local models in the background; /healthz reports progress."""
-        try:
-            self.classifier.warmup()
-        except Exception as exc:  # the classifier degrades to shape rules; say so
-            self.load_errors["classifier"] = str(exc)
-        for spec in self.holder.policy.backends.values():
+        policy = self.holder.policy
+        if any(alias.classify for alias in policy.models.values()):  # fixed routes need no model
+            try:
+                self.classifier.warmup()
+            except Exception as exc:  # the classifier degrades to shape rules; say so
+                self.load_errors["classifier"] = str(exc)
+        for spec in policy.backends.values():
             try:
                 self.registry.get(spec).warmup()
             except Exception as exc:
@@ -252,8 +254,9 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         return (await gateway.route(request)).decision.explain()
 
     @app.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
+    async def list_models(request: Request) -> dict[str, Any]:
         policy = gateway.holder.policy
+        gateway.authorize(request, policy)
         cards = [ModelCard(id=name, description=alias.description or None) for name, alias in policy.models.items()]
         return dump(ModelList(data=cards))
 

@@ -1,0 +1,62 @@
+"""The real embedded models behind the default policy (marked integration: slower)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import openai
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base + "/v1", api_key="x", max_retries=0, timeout=240)
+
+
+def test_streams_an_answer_from_the_embedded_model(embedded_gateway):
+    stream = client(embedded_gateway).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}],
+        stream=True, max_tokens=24, temperature=0, stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text
+    assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 24
+    assert all(c.model == "embedded-ar" for c in chunks)
+
+
+def test_max_tokens_and_stop_are_honoured(embedded_gateway):
+    completion = client(embedded_gateway).chat.completions.create(
+        model="ar", messages=[{"role": "user", "content": "Count from 1 to 20, separated by commas."}],
+        max_tokens=8, temperature=0,
+    )
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage.completion_tokens == 8
+    stopped = client(embedded_gateway).chat.completions.create(
+        model="ar", messages=[{"role": "user", "content": "Count from 1 to 20, separated by commas."}],
+        max_tokens=40, temperature=0, stop=["5"],
+    )
+    assert stopped.choices[0].finish_reason == "stop"
+    assert "5" not in stopped.choices[0].message.content
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "population_millions": {"type": "number"}},
+    "required": ["city", "population_millions"],
+    "additionalProperties": False,
+}
+
+
+def test_structured_request_is_schema_valid(embedded_gateway):
+    raw = client(embedded_gateway).chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": "Paris has about 2.1 million inhabitants. Extract city and population."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "strict": True, "schema": SCHEMA}},
+        max_tokens=64, temperature=0,
+    )
+    assert raw.headers["x-tandem-task"] == "structured"
+    value = json.loads(raw.parse().choices[0].message.content)
+    jsonschema.validate(value, SCHEMA)
