@@ -1,0 +1,132 @@
+"""Train the content head on the synthetic corpus and save ``router/content_head.npz``.
+
+    python -m router.data.make_train      # writes router/data/train.jsonl
+    python -m router.train_head           # embeds it, fits the head, saves the npz
+
+Only ``router/data/train.jsonl`` is used: the dev set (shared/eval/route_dev.jsonl) is
+for evaluation (``python -m bench.route_eval``), never for fitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from router.content import (CONTENT_LABELS, DEFAULT_HEAD_PATH, FEATURE_NAMES, instruction_window,
+                            last_turn, tool_features, turn_features)
+from router.embedding import SentenceEmbedder
+from router.shape import shape_rules
+
+TRAIN_PATH = Path(__file__).resolve().parent / "data" / "train.jsonl"
+
+
+def embed_all(embedder: SentenceEmbedder, texts: list[str], batch: int = 32) -> np.ndarray:
+    out = []
+    for i in tqdm(range(0, len(texts), batch), desc="embedding", unit="batch"):
+        out.append(embedder.encode(texts[i:i + batch]))
+    return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
+
+
+def fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, epochs: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression, class-balanced, full batch with L-BFGS."""
+    torch.manual_seed(seed)
+    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).long()
+    counts = torch.bincount(yt, minlength=n_classes).float().clamp(min=1)
+    class_weight = counts.sum() / (n_classes * counts)
+    w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=0.5, max_iter=20, line_search_fn="strong_wolfe")
+
+    def loss_fn():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xt @ w + b, yt, weight=class_weight)
+        loss = loss + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    bar = tqdm(range(epochs), desc="fitting", unit="step")
+    for _ in bar:
+        loss = opt.step(loss_fn)
+        bar.set_postfix(loss=f"{float(loss):.4f}")
+    return w.detach().numpy(), b.detach().numpy()
+
+
+def accuracy(x, y, w, b) -> float:
+    return float(((x @ w + b).argmax(1) == y).mean()) if len(y) else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=Path, default=TRAIN_PATH)
+    ap.add_argument("--out", type=Path, default=DEFAULT_HEAD_PATH)
+    ap.add_argument("--l2", type=float, default=3e-4)
+    ap.add_argument("--epochs", type=int, default=30, help="L-BFGS outer steps")
+    ap.add_argument("--holdout", type=float, default=0.2, help="share held out for a check")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    started = time.time()
+
+    rows = [json.loads(line) for line in args.train.open()]
+    content = [r for r in rows if r["kind"] == "content"]
+    tools = [r for r in rows if r["kind"] == "tool"]
+    embedder = SentenceEmbedder()
+
+    turns = [last_turn(r["request"]) for r in content]
+    emb = embed_all(embedder, [instruction_window(t.text) for t in turns])
+    feats = np.asarray([turn_features(t) for t in turns], dtype=np.float32)
+    mean, std = feats.mean(0), feats.std(0) + 1e-3
+    x = np.concatenate([emb, (feats - mean) / std], axis=1).astype(np.float32)
+    y = np.asarray([CONTENT_LABELS.index(r["label"]) for r in content])
+
+    # Held-out check on the synthetic corpus (a sanity check, not the dev evaluation).
+    order = list(range(len(y)))
+    random.Random(args.seed).shuffle(order)
+    cut = int(len(order) * (1 - args.holdout))
+    tr, ho = np.asarray(order[:cut]), np.asarray(order[cut:])
+    w, b = fit_softmax(x[tr], y[tr], len(CONTENT_LABELS), l2=args.l2, epochs=args.epochs, seed=args.seed)
+    holdout_acc = accuracy(x[ho], y[ho], w, b)
+    print(f"synthetic holdout accuracy: {holdout_acc:.3f} ({len(ho)} rows)")
+    w, b = fit_softmax(x, y, len(CONTENT_LABELS), l2=args.l2, epochs=args.epochs, seed=args.seed)
+    train_acc = accuracy(x, y, w, b)
+
+    # Tool-need check: logistic over [max cosine to a tool, word overlap].
+    tool_x, tool_y = [], []
+    for r in tqdm(tools, desc="tool rows", unit="row"):
+        turn = last_turn(r["request"])
+        texts = shape_rules(r["request"]).tool_texts
+        vecs = embedder.encode([instruction_window(turn.text), *texts])
+        tool_x.append(tool_features(turn.text, vecs[0], vecs[1:], texts))
+        tool_y.append(1 if r["label"] == "tool_call" else 0)
+    tx, ty = np.asarray(tool_x, np.float32), np.asarray(tool_y)
+    tw, tb = fit_softmax(tx, ty, 2, l2=1e-4, epochs=args.epochs, seed=args.seed)
+    # Two-class softmax == logistic on the difference of the columns.
+    tool_w, tool_b = tw[:, 1] - tw[:, 0], float(tb[1] - tb[0])
+    tool_acc = float((((tx @ tool_w + tool_b) > 0).astype(int) == ty).mean())
+
+    meta = {"train_rows": len(content), "tool_rows": len(tools), "l2": args.l2,
+            "lbfgs_steps": args.epochs, "synthetic_holdout_acc": holdout_acc,
+            "train_acc": train_acc, "tool_train_acc": tool_acc,
+            "embedder_max_tokens": embedder._max_tokens, "seconds": round(time.time() - started, 1)}
+    np.savez_compressed(
+        args.out, weights=w.astype(np.float32), bias=b.astype(np.float32),
+        feature_mean=mean.astype(np.float32), feature_std=std.astype(np.float32),
+        tool_weights=tool_w.astype(np.float32), tool_bias=np.float32(tool_b),
+        labels=np.asarray(CONTENT_LABELS), feature_names=np.asarray(FEATURE_NAMES),
+        meta=np.asarray(json.dumps(meta)))
+    print(json.dumps(meta, indent=1))
+    print(f"saved {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
+
+
+if __name__ == "__main__":
+    main()
