@@ -1,16 +1,271 @@
-"""The local diffusion engine as a backend (filled in when the engine lands)."""
+"""The local block-diffusion engine as a backend (``kind: diffusion`` in policies).
+
+Text requests go through the engine's batch scheduler (concurrent requests share
+forward passes; a finished block becomes SSE chunks). JSON-schema requests and tool
+calls go through the structured-output generator: the JSON skeleton is laid into the
+canvas and every value slot is denoised jointly, then validated (never returned
+invalid). Per-request engine statistics are reported in ``usage.tandem`` and /metrics.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from typing import Any, AsyncIterator
 
+from gateway import metrics
 from gateway.backends.base import Backend, BackendError
+from gateway.backends.diffusion_requests import DiffusionJob, plan
+from gateway.backends.local_ar import StopScanner
+from gateway.wire import (
+    ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, FunctionCall, ResponseMessage, ToolCall, Usage,
+    completion_id, dump, now,
+)
+from router.policy import BackendSpec
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_TOKENS = 256
+
+
+def load_denoiser(model: str) -> tuple[Any, Any]:
+    """``(denoiser, tokenizer)`` for a policy model string.
+
+    ``embedded/smollm2-diffusion`` is the shipped adapter on the embedded SmolLM2;
+    ``diffusion_gemma:PATH`` and ``masked_lm:PATH`` load local checkpoint directories
+    (DiffusionGemma through transformers' own classes; LLaDA/Dream-style masked LMs).
+    """
+    if model == "embedded/smollm2-diffusion":
+        from diffusion_engine.adapters.smollm2_block import SmolLM2BlockDenoiser
+        from diffusion_engine.embedded import load_smollm2
+
+        return SmolLM2BlockDenoiser.load(), load_smollm2()[1]
+    kind, _, path = model.partition(":")
+    if kind in ("diffusion_gemma", "masked_lm") and path:
+        import torch
+        from transformers import AutoTokenizer
+
+        if kind == "diffusion_gemma":
+            from diffusion_engine.adapters.diffusion_gemma import DiffusionGemmaDenoiser
+
+            denoiser = DiffusionGemmaDenoiser.from_pretrained(path, dtype=torch.float32)
+        else:
+            from diffusion_engine.adapters.masked_lm import MaskedLMDenoiser
+
+            denoiser = MaskedLMDenoiser.from_pretrained(path)
+        return denoiser, AutoTokenizer.from_pretrained(path)
+    raise BackendError(f"unknown diffusion model {model!r}: use embedded/smollm2-diffusion, "
+                       "diffusion_gemma:PATH or masked_lm:PATH", status=503)
 
 
 class DiffusionBackend(Backend):
+    def __init__(self, spec: BackendSpec) -> None:
+        super().__init__(spec)
+        self._lock = threading.Lock()
+        self._engine = None
+        self._scheduler = None
+        self._structured = None
+        self._tokenizer = None
+        # Structured requests run whole-canvas fills off the event loop, one at a time.
+        self._structured_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-structured")
+
+    # --- loading -------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None
+
+    def warmup(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                return
+            start = time.perf_counter()
+            denoiser, tokenizer = load_denoiser(self.spec.model)
+            self.attach(denoiser, tokenizer)
+            log.info("diffusion backend %s ready in %.1f s", self.name, time.perf_counter() - start)
+
+    def attach(self, denoiser: Any, tokenizer: Any) -> None:
+        """Serve ``denoiser`` (any ``diffusion_engine.denoiser.Denoiser``) with ``tokenizer``."""
+        from diffusion_engine.engine import DiffusionEngine
+        from diffusion_engine.scheduler import BatchScheduler
+        from diffusion_engine.structured.decode import StructuredGenerator
+
+        engine = DiffusionEngine(denoiser)
+        self._tokenizer = tokenizer
+        self._structured = StructuredGenerator(engine, tokenizer)
+        self._scheduler = BatchScheduler(engine)
+        self._engine = engine
+
+    async def _ensure_loaded(self) -> None:
+        if self._engine is None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.warmup)
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise BackendError(f"{self.name}: the diffusion model failed to load: {exc}", status=503) from exc
+
+    # --- request mapping ---------------------------------------------------------
+
+    def _params(self, body: dict[str, Any]):
+        from diffusion_engine.engine import GenerationParams
+
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+        return GenerationParams(
+            max_tokens=int(limit),
+            temperature=float(body.get("temperature") or 0.0),
+            top_p=float(body.get("top_p") or 1.0),
+            seed=body.get("seed"),
+            **self.spec.engine,
+        )
+
+    def _prompt_ids(self, job: DiffusionJob) -> list[int]:
+        tok = self._tokenizer
+        if getattr(tok, "chat_template", None):
+            ids = list(tok.apply_chat_template(job.messages, add_generation_prompt=True, tokenize=True,
+                                               return_dict=False))
+        else:  # base checkpoints without a chat template: a plain transcript
+            transcript = "".join(f"{m['role']}: {m['content']}\n" for m in job.messages) + "assistant: "
+            ids = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + tok.encode(
+                transcript, add_special_tokens=False)
+        if job.kind == "infill":
+            ids += self._tokenizer.encode(job.prefix, add_special_tokens=False)
+        return ids
+
+    def _record(self, stats: Any) -> dict[str, Any]:
+        data = asdict(stats) if hasattr(stats, "__dataclass_fields__") else dict(stats)
+        metrics.DIFFUSION_STEPS.labels(self.name).inc(data.get("steps", data.get("denoiser_steps", 0)) or 0)
+        if data.get("tokens_per_forward"):
+            metrics.DIFFUSION_TPF.labels(self.name).observe(data["tokens_per_forward"])
+        if data.get("time_to_first_block_s") is not None:
+            metrics.DIFFUSION_FIRST_BLOCK.labels(self.name).observe(data["time_to_first_block_s"])
+        if data.get("tokens_per_s"):
+            metrics.DIFFUSION_TOKENS_PER_S.labels(self.name).observe(data["tokens_per_s"])
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
+
+    # --- structured (json schema, tool calls) -------------------------------------
+
+    async def _structured_result(self, job: DiffusionJob, body: dict[str, Any]):
+        from diffusion_engine.structured import StructuredOutputError, UnsupportedSchemaError
+
+        prompt = self._prompt_ids(job)
+        params = self._params(body)
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                self._structured_executor, self._structured.generate, prompt, job.schema, params
+            )
+        except UnsupportedSchemaError as exc:
+            raise BackendError(str(exc), status=400, client_error=True) from exc
+        except StructuredOutputError as exc:
+            raise BackendError(f"{self.name}: no schema-valid document: {exc}", status=500) from exc
+        return prompt, result
+
+    def _message(self, job: DiffusionJob, value: Any, text: str) -> tuple[ResponseMessage, str]:
+        if job.kind == "tool":
+            call = ToolCall(id="call_" + uuid.uuid4().hex[:24],
+                            function=FunctionCall(name=value["name"], arguments=json.dumps(value["arguments"])))
+            return ResponseMessage(content=None, tool_calls=[call]), "tool_calls"
+        return ResponseMessage(content=text), "stop"
+
+    # --- Backend API ---------------------------------------------------------------
+
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        raise BackendError(f"{self.name}: the diffusion engine is not available in this build", status=503)
+        await self._ensure_loaded()
+        job = plan(body)
+        if job.kind in ("json", "tool"):
+            prompt, result = await self._structured_result(job, body)
+            message, finish = self._message(job, result.value, result.text)
+            completion_tokens = len(self._tokenizer.encode(result.text, add_special_tokens=False))
+            tandem = {"structured": self._record(result.stats), "rounds": result.rounds}
+            return self._completion(message, finish, len(prompt), completion_tokens, tandem)
+        text, finish, prompt_len, tokens, stats = "", "stop", 0, 0, {}
+        async for piece, event in self._text_events(job, body):
+            text += piece
+            if event is not None:
+                finish, prompt_len, tokens, stats = event
+        return self._completion(ResponseMessage(content=text), finish, prompt_len, tokens, stats)
+
+    def _completion(self, message: ResponseMessage, finish: str, prompt_tokens: int, completion_tokens: int,
+                    tandem: dict[str, Any]) -> dict[str, Any]:
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                      total_tokens=prompt_tokens + completion_tokens, tandem=tandem)
+        return dump(ChatCompletion(id=completion_id(), created=now(), model=self.name,
+                                   choices=[Choice(message=message, finish_reason=finish)], usage=usage))
+
+    async def _text_events(self, job: DiffusionJob, body: dict[str, Any]):
+        """Yield ``(text delta, None)`` per finished block, then ``("", (finish, prompt, tokens, stats))``."""
+        from diffusion_engine.scheduler import BlockEvent, FinishEvent
+
+        prompt = self._prompt_ids(job)
+        suffix = self._tokenizer.encode(job.suffix, add_special_tokens=False) if job.kind == "infill" else None
+        stop = body.get("stop") or []
+        scanner = StopScanner([stop] if isinstance(stop, str) else list(stop))
+        tokens: list[int] = []
+        stopped = False
+        events = self._scheduler.submit(prompt, self._params(body), suffix_ids=suffix)
+        try:
+            async for event in events:
+                if isinstance(event, BlockEvent) and not stopped:
+                    tokens += event.token_ids
+                    delta, stopped = scanner.feed(self._tokenizer.decode(tokens, skip_special_tokens=True))
+                    if delta:
+                        yield delta, None
+                    if stopped:
+                        break  # closing the scheduler's iterator cancels the rest
+                elif isinstance(event, FinishEvent):
+                    result = event.result
+                    tail = "" if stopped else scanner.flush(self._tokenizer.decode(result.token_ids, skip_special_tokens=True))
+                    if tail:
+                        yield tail, None
+                    finish = "length" if result.finish_reason == "length" else "stop"
+                    yield "", (finish, len(prompt), len(result.token_ids), self._record(result.stats))
+                    return
+        finally:
+            await events.aclose()
+        yield "", ("stop", len(prompt), len(tokens), {})
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        raise BackendError(f"{self.name}: the diffusion engine is not available in this build", status=503)
-        yield {}
+        await self._ensure_loaded()
+        job = plan(body)
+        ident, created = completion_id(), now()
+
+        def chunk(delta: Delta, finish: str | None = None, usage: Usage | None = None, choices: bool = True) -> dict:
+            return dump(ChatCompletionChunk(id=ident, created=created, model=self.name, usage=usage,
+                                            choices=[ChunkChoice(delta=delta, finish_reason=finish)] if choices else []))
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if job.kind in ("json", "tool"):
+            # A structured document is sent once it validates: never a prefix that could turn invalid.
+            prompt, result = await self._structured_result(job, body)
+            message, finish = self._message(job, result.value, result.text)
+            if message.tool_calls:
+                call = message.tool_calls[0]
+                delta = Delta(role="assistant", tool_calls=[{"index": 0, "id": call.id, "type": "function",
+                                                             "function": call.function.model_dump()}])
+            else:
+                delta = Delta(role="assistant", content=message.content)
+            yield chunk(delta)
+            yield chunk(Delta(), finish)
+            if include_usage:
+                tokens = len(self._tokenizer.encode(result.text, add_special_tokens=False))
+                yield chunk(Delta(), usage=Usage(prompt_tokens=len(prompt), completion_tokens=tokens,
+                                                 total_tokens=len(prompt) + tokens,
+                                                 tandem={"structured": self._record(result.stats)}), choices=False)
+            return
+        yield chunk(Delta(role="assistant", content=""))
+        async for piece, final in self._text_events(job, body):
+            if piece:
+                yield chunk(Delta(content=piece))
+            if final is not None:
+                finish, prompt_len, tokens, stats = final
+                yield chunk(Delta(), finish)
+                if include_usage:
+                    yield chunk(Delta(), usage=Usage(prompt_tokens=prompt_len, completion_tokens=tokens,
+                                                     total_tokens=prompt_len + tokens, tandem=stats), choices=False)
+                return

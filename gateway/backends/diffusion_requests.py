@@ -1,0 +1,80 @@
+"""What a chat request asks of the diffusion engine: plain text, a JSON document for a
+schema, a tool call, or a fill-in-the-middle. Pure functions over the request body."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.backends.local_ar import _chat_role, _text
+
+#: <|fim_prefix|>…<|fim_suffix|>…<|fim_middle|> and the <fim_prefix> spelling
+FIM = re.compile(
+    r"<\|?fim[_-]prefix\|?>(?P<prefix>.*?)<\|?fim[_-]suffix\|?>(?P<suffix>.*?)(?:<\|?fim[_-]middle\|?>|$)", re.S
+)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """Tools the model may call, as one JSON Schema whose ``name`` slot picks the tool."""
+
+    schema: dict[str, Any]
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DiffusionJob:
+    kind: str  # text | json | tool | infill
+    messages: list[dict[str, Any]]
+    schema: dict[str, Any] | None = None
+    tools: ToolSpec | None = None
+    prefix: str = ""
+    suffix: str = ""
+
+
+def tool_spec(body: dict[str, Any]) -> ToolSpec | None:
+    tools = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
+    choice = body.get("tool_choice")
+    if not tools or choice == "none":
+        return None
+    if isinstance(choice, dict):
+        tools = [t for t in tools if t["name"] == choice["function"]["name"]]
+    branches = []
+    for tool in tools:
+        parameters = tool.get("parameters") or {"type": "object", "properties": {}}
+        branches.append({
+            "type": "object",
+            "properties": {"name": {"const": tool["name"]}, "arguments": parameters},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        })
+    schema = branches[0] if len(branches) == 1 else {"anyOf": branches}
+    return ToolSpec(schema=schema, names=tuple(t["name"] for t in tools))
+
+
+def response_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        return (response_format.get("json_schema") or {}).get("schema")
+    if response_format.get("type") == "json_object":
+        return {"type": "object"}
+    return None
+
+
+def plan(body: dict[str, Any]) -> DiffusionJob:
+    """Decide the job from the request's shape (the router already chose diffusion)."""
+    messages = [{"role": _chat_role(m["role"]), "content": _text(m)} for m in body["messages"]]
+    tools = tool_spec(body)
+    if tools is not None:
+        return DiffusionJob("tool", messages, schema=tools.schema, tools=tools)
+    schema = response_schema(body)
+    if schema is not None:
+        return DiffusionJob("json", messages, schema=schema)
+    last = messages[-1]["content"] if messages else ""
+    match = FIM.search(last)
+    if match:
+        instruction = "Fill in the missing code between the given prefix and suffix."
+        return DiffusionJob("infill", messages[:-1] + [{"role": "user", "content": instruction}],
+                            prefix=match.group("prefix"), suffix=match.group("suffix"))
+    return DiffusionJob("text", messages)
