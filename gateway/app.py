@@ -92,9 +92,12 @@ class Gateway:
         for spec in policy.backends.values():
             backend = self.registry.get(spec)
             backends[spec.name] = "error" if spec.name in self.load_errors else ("ready" if backend.ready else "loading")
-        ready = all(state == "ready" for state in backends.values())
+        states = set(backends.values())
+        # A backend that failed to load is "degraded", not "loading": requests routed to it
+        # fall back per policy, so the gateway is serving and must not look unready forever.
+        status = "loading" if "loading" in states else ("degraded" if "error" in states else "ok")
         return {
-            "status": "ok" if ready else "loading",
+            "status": status,
             "backends": backends,
             "policy": {"path": policy.path, "reloads": self.holder.reloads, "last_error": self.holder.last_error},
             "load_errors": self.load_errors,
@@ -263,7 +266,7 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         state = gateway.readiness()
-        return JSONResponse(state, status_code=200 if state["status"] == "ok" else 503)
+        return JSONResponse(state, status_code=503 if state["status"] == "loading" else 200)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
