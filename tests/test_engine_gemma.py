@@ -48,6 +48,21 @@ def test_adapter_logits_equal_transformers_forward(model, denoiser):
     torch.testing.assert_close(batched[1], _reference_logits(model, other, canvases[1]), atol=1e-5, rtol=1e-5)
 
 
+def test_lean_path_equals_module_path(model, denoiser):
+    """The lean decoder (fused projections, dense experts) against the same adapter
+    calling transformers' decoder layers module by module."""
+    modules = DiffusionGemmaDenoiser(model, fast=False)
+    assert denoiser._lean is not None and modules._lean is None
+    g = torch.Generator().manual_seed(5)
+    canvases = torch.randint(0, TINY_VOCAB, (3, TINY_CANVAS), generator=g)
+    sc = torch.randn(TINY_CANVAS, TINY_VOCAB, generator=g)
+    prompts = [PROMPT, torch.tensor([2, 9, 10]), torch.arange(2, 40)]
+    caches = [denoiser.new_cache(p) for p in prompts]
+    lean = denoiser.canvas_logits(canvases, caches, self_conditioning=[None, sc, sc])
+    slow = modules.canvas_logits(canvases, caches, self_conditioning=[None, sc, sc])
+    torch.testing.assert_close(lean, slow, atol=1e-5, rtol=1e-5)
+
+
 def test_committed_blocks_give_same_logits_as_encoding_everything(model, denoiser):
     g = torch.Generator().manual_seed(2)
     block1 = torch.randint(0, TINY_VOCAB, (TINY_CANVAS,), generator=g)
