@@ -12,6 +12,7 @@ serves one request (:meth:`DiffusionEngine.generate`) and many (``scheduler.py``
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
@@ -136,6 +137,9 @@ class DiffusionEngine:
         self._self_conditioning = bool(getattr(denoiser, "uses_self_conditioning", False))
         # the mask id is an input marker, never an answer
         self._banned_id = denoiser.mask_token_id
+        # adapters memoise batch layouts; one step at a time keeps sync generate() and a
+        # BatchScheduler on the same engine safe (for throughput, use the scheduler)
+        self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- public API
     def generate(
@@ -178,10 +182,12 @@ class DiffusionEngine:
             raise ValueError(
                 f"template built for vocab {template.allowed.vocab_size}, model has {d.vocab_size}"
             )
+        with self._lock:
+            cache = d.new_cache(prompt)
         run = GenerationRun(
             params=params,
             template=template,
-            cache=d.new_cache(prompt),
+            cache=cache,
             suffix_ids=suffix,
             generator=generator,
             block_size=block_size,
@@ -215,8 +221,9 @@ class DiffusionEngine:
         groups: dict[int, list[GenerationRun]] = {}
         for run in active:
             groups.setdefault(run.block_size, []).append(run)
-        for group in groups.values():
-            self._step_group(group)
+        with self._lock:
+            for group in groups.values():
+                self._step_group(group)
 
     # ---------------------------------------------------------------- internals
     def _step_group(self, group: list[GenerationRun]) -> None:
