@@ -207,3 +207,27 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path: Path):
 def test_resume_without_checkpoint_says_how_to_fix(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="without --resume"):
         train(tiny_lm(), _examples(2), _cfg(1), tmp_path, resume=True, show_progress=False)
+
+
+def test_synthetic_route_data_is_deterministic_and_correct():
+    import json
+    import random
+
+    import jsonschema
+
+    from diffusion_engine.training.data import make_code_pairs, make_edit_pairs, make_json_pairs
+
+    a, b = make_json_pairs(20, random.Random(3)), make_json_pairs(20, random.Random(3))
+    assert a == b
+    for pair in a:
+        schema = json.loads(pair.instruction.split("\n")[1])
+        record = json.loads(pair.answer)
+        jsonschema.validate(record, schema)
+        assert list(record) == schema["required"]
+        for value in record.values():  # every extracted value is in the text
+            assert str(value).lower() in pair.instruction.lower() or isinstance(value, bool)
+    for pair in make_code_pairs(5, random.Random(0)):
+        assert "<MISSING>" in pair.instruction and pair.answer.strip()
+        assert pair.answer not in pair.instruction  # the span was really cut out
+    edits = make_edit_pairs(["The quick fox is happy to help the big dog today."] * 8, 8, random.Random(1))
+    assert edits and all(e.answer != e.instruction.split("\n", 1)[1] or e.source != "edit" for e in edits)

@@ -218,19 +218,31 @@ def chat_prompt_ids(tokenizer, instruction: str) -> list[int]:
 
 
 @torch.no_grad()
-def greedy_answers(model, tokenizer, prompts: list[list[int]], max_new: int, batch: int) -> list[list[int]]:
-    """Batched greedy decoding with left padding; stops each row at ``<|im_end|>``."""
+def greedy_answers(model, tokenizer, prompts: list[list[int]], max_new: int, batch: int,
+                   journal: Path | None = None) -> list[list[int]]:
+    """Batched greedy decoding with left padding; stops each row at ``<|im_end|>``.
+
+    Finished batches are appended to ``journal`` so an interrupted run resumes there.
+    """
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     answers: list[list[int]] = []
-    for i in range(0, len(prompts), batch):
+    if journal is not None and journal.exists():
+        answers = [json.loads(l) for l in journal.read_text().splitlines()][: len(prompts)]
+        answers = answers[: len(answers) - len(answers) % batch] if len(answers) < len(prompts) else answers
+        log.info("resuming distillation at %d/%d answers from %s", len(answers), len(prompts), journal)
+    for i in range(len(answers), len(prompts), batch):
         chunk = prompts[i : i + batch]
         width = max(len(p) for p in chunk)
         ids = torch.tensor([[eos] * (width - len(p)) + p for p in chunk])
         attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
         out = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new,
                              do_sample=False, eos_token_id=eos, pad_token_id=eos)
-        for row in out[:, width:].tolist():
-            answers.append(row[: row.index(eos) + 1] if eos in row else row)
+        fresh = [row[: row.index(eos) + 1] if eos in row else row for row in out[:, width:].tolist()]
+        answers += fresh
+        if journal is not None:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            with journal.open("a") as fh:
+                fh.write("".join(json.dumps(a) + "\n" for a in fresh))
         log.info("distilled %d/%d answers", len(answers), len(prompts))
     return answers
 
@@ -249,7 +261,8 @@ def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path) -> li
 
     instructions = make_instructions(cfg["distill"], rng)
     prompts = [chat_prompt_ids(tokenizer, q) for q in instructions]
-    answers = greedy_answers(model, tokenizer, prompts, cfg["distill_max_new_tokens"], cfg["distill_batch"])
+    journal = cache_dir / f"distill-{key}.partial.jsonl"
+    answers = greedy_answers(model, tokenizer, prompts, cfg["distill_max_new_tokens"], cfg["distill_batch"], journal)
     rows = [{"source": "distill", "prompt": p, "answer": a} for p, a in zip(prompts, answers) if a]
 
     sentences = []
