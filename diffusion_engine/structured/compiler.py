@@ -206,6 +206,12 @@ class _Compiler:
     def object(self, s: dict, ptr: str, stack: tuple[str, ...]) -> Node | None:
         props = s.get("properties", {}) or {}
         required = list(dict.fromkeys(s.get("required", []) or []))
+        need = s.get("minProperties", 0) or 0
+        for key in props:  # minProperties: the first optional members become always present
+            if len(required) >= need:
+                break
+            if key not in required:
+                required.append(key)
         extra = s.get("additionalProperties", True)
         members: list[Member] = []
         for key in list(props) + [k for k in required if k not in props]:
@@ -223,9 +229,9 @@ class _Compiler:
                 members.append(Member(key, node, None))
             elif node is not None:
                 members.append(Member(key, node, self.slot(SlotKind.GATE, sub_ptr, marker='"')))
-        if s.get("minProperties", 0) > len(required):
+        if need > len(members):
             raise UnsupportedSchemaError(
-                "minProperties", ptr, "only minProperties <= number of required properties is supported")
+                "minProperties", ptr, f"needs {need} properties but only {len(members)} can be produced")
         if "maxProperties" in s and s["maxProperties"] < len(members):
             raise UnsupportedSchemaError(
                 "maxProperties", ptr, "only maxProperties >= number of declared properties is supported")

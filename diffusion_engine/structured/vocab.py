@@ -13,7 +13,6 @@ from typing import Any, Callable, Iterable
 import torch
 
 _DIGITS = frozenset("0123456789")
-_NUMBER_CHARS = _DIGITS | {"."}
 #: labels of CHOICE options, one single-character token each
 CHOICE_LABELS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -50,6 +49,22 @@ class SlotVocab:
             if text and text not in self._by_text:
                 self._by_text[text] = i
         self.null_id = self.single_token("null")
+        self._char_table()  # one pass over the vocabulary now; every mask after is vectorised
+        self._warm()
+
+    def _warm(self) -> None:
+        """Build the masks nearly every schema uses, so per-schema layout stays in milliseconds."""
+        for null in (False, True):
+            self.string_mask(None, pad=True, null=null)
+            for integer in (False, True):
+                for negative in (False, True):
+                    self.number_mask(first=True, integer=integer, negative=negative, pad=False, null=null)
+        for integer in (False, True):
+            self.number_mask(first=False, integer=integer, negative=False, pad=True, null=False)
+        from .formats import FORMATS
+
+        for charset, _example in FORMATS.values():
+            self.string_mask(charset, pad=True, null=False)
 
     # ------------------------------------------------------------------ tokens
     def encode(self, text: str) -> list[int]:
@@ -87,31 +102,74 @@ class SlotVocab:
             m[torch.tensor(idx)] = True
         return m
 
-    def _where(self, keep: Callable[[str], bool], extra: Iterable[int] = ()) -> torch.Tensor:
-        return self._from_ids([i for i, t in enumerate(self.texts) if t and keep(t)] + list(extra))
+    def _char_table(self) -> torch.Tensor:
+        """``[V, 97]`` bool: which printable-ASCII chars (cols 0-94), other safe chars (95) and
+        unsafe chars (96: control, broken UTF-8, line separators) each token contains."""
+        table = self.__dict__.get("_table")
+        if table is None:
+            rows = torch.zeros((self.vocab_size, 97), dtype=torch.bool)
+            for i, text in enumerate(self.texts):
+                if not text:
+                    continue
+                cols = set()
+                for ch in text:
+                    o = ord(ch)
+                    if 32 <= o <= 126:
+                        cols.add(o - 32)
+                    elif o < 32 or ch in "\ufffd\u2028\u2029\x7f":
+                        cols.add(96)
+                    else:
+                        cols.add(95)
+                rows[i, list(cols)] = True
+            self._nonempty = torch.tensor([bool(t) for t in self.texts], dtype=torch.bool)
+            self._table = table = rows
+        return table
+
+    def _only(self, chars: str, *, other: bool = False) -> torch.Tensor:
+        """Non-empty tokens made only of ``chars`` (plus other safe unicode when ``other``)."""
+        table = self._char_table()
+        keep = torch.zeros(97, dtype=torch.bool)
+        for ch in set(chars):
+            if 32 <= ord(ch) <= 126:
+                keep[ord(ch) - 32] = True
+        keep[95] = other
+        return self._nonempty & ~table[:, ~keep].any(dim=1)
+
+    def _with(self, base: torch.Tensor, extra: Iterable[int]) -> torch.Tensor:
+        m = base.clone()
+        idx = [i for i in extra if 0 <= i < self.vocab_size]
+        if idx:
+            m[torch.tensor(idx)] = True
+        return m
 
     def string_mask(self, charset: str | None, *, pad: bool, null: bool) -> torch.Tensor:
         """String-safe tokens: no raw quote, backslash, control char or broken UTF-8."""
-        allowed = frozenset(charset) if charset else None
+        safe_ascii = "".join(chr(o) for o in range(32, 127) if chr(o) not in '"\\')
 
-        def keep(t: str) -> bool:
-            if allowed is not None:
-                return all(c in allowed for c in t)
-            return '"' not in t and "\\" not in t and "\ufffd" not in t and all(
-                ord(c) >= 0x20 and c not in "\u2028\u2029" for c in t)
+        def build() -> torch.Tensor:
+            base = self._only(charset, other=False) if charset else self._only(safe_ascii, other=True)
+            return self._with(base, self._extras(pad, null))
 
-        return self.mask(("string", charset, pad, null), lambda: self._where(keep, self._extras(pad, null)))
+        return self.mask(("string", charset, pad, null), build)
 
     def number_mask(self, *, first: bool, integer: bool, negative: bool, pad: bool, null: bool) -> torch.Tensor:
         """Digits; '-' may open the value; '.' may follow for numbers."""
-        chars = _DIGITS if integer or first else _NUMBER_CHARS
+        negative = negative and first  # one shared mask for all later positions
 
-        def keep(t: str) -> bool:
-            body = t[1:] if first and negative and t.startswith("-") else t
-            return bool(body) and all(c in chars for c in body) or (first and negative and t == "-")
+        def build() -> torch.Tensor:
+            base = self._only("0123456789" if integer or first else "0123456789.")
+            if first and negative:
+                base = self._with(base, self._signed_ids())
+            return self._with(base, self._extras(pad, null))
 
-        key = ("number", first, integer, negative, pad, null)
-        return self.mask(key, lambda: self._where(keep, self._extras(pad, null)))
+        return self.mask(("number", first, integer, negative, pad, null), build)
+
+    def _signed_ids(self) -> list[int]:
+        ids = self.__dict__.get("_signed")
+        if ids is None:
+            ids = self._signed = [i for i, t in enumerate(self.texts)
+                                  if t.startswith("-") and all(c in _DIGITS for c in t[1:])]
+        return ids
 
     def _extras(self, pad: bool, null: bool) -> list[int]:
         out = [self.pad_id] if pad else []
