@@ -4,8 +4,7 @@ The features describe what the embedding of a short instruction window cannot se
 whether the turn carries code, a pasted passage, a diff, a format request, and what came
 before (plain regex/counting work, microseconds). The head is a softmax regression over
 [embedding, features] trained on the synthetic corpus in ``router/data`` by
-``router/train_head.py``; it also holds a tiny logistic check of whether a turn needs
-one of the offered tools.
+``router/train_head.py``.
 """
 
 from __future__ import annotations
@@ -62,7 +61,9 @@ CODE_VERB = re.compile(
     r"\b(?:write|implement|create|build|generate|give me|code|refactor|port|debug|fix)\b"
     r"[^.\n]{0,50}\b(?:function|script|class|method|query|regex|unit tests?|tests|endpoint|"
     r"component|dockerfile|migration|module|cli|program|one-liner|snippet|workflow|bug)\b"
-    r"|\b(?:fonction|función|funzione|função|funktion|функци)\w*",
+    # nouns only: "fonctionne", "funktioniert", "funziona" are about how things work
+    r"|\b(?:fonctions?|funci[oó]n|funciones|funzion[ei]|funç(?:ão|ões)|funktion(?:en)?|"
+    r"функци[яюией])\b",
     re.IGNORECASE,
 )
 
@@ -181,31 +182,18 @@ def rules_only_task(turn: Turn) -> tuple[str, str]:
 # ---------------------------------------------------------------- the trained head
 CONTENT_LABELS: tuple[str, ...] = ("chat", "structured", "edit", "code")
 DEFAULT_HEAD_PATH = Path(__file__).resolve().parent / "content_head.npz"
-#: turns mostly outside ASCII are beyond the English embedder's judgement of tool need
-NON_ASCII_TOOL_LIMIT = 0.3
-
-
-def tool_features(turn_text: str, turn_vec: np.ndarray, tool_vecs: np.ndarray,
-                  tool_texts: Sequence[str]) -> list[float]:
-    """[max cosine to any offered tool, word overlap with tool names/descriptions]."""
-    max_cos = float((tool_vecs @ turn_vec).max()) if len(tool_vecs) else 0.0
-    words = {w[:5] for w in re.findall(r"[a-z]{4,}", turn_text.lower())}
-    tool_words = {w[:5] for t in tool_texts for w in re.findall(r"[a-z]{4,}", t.lower())}
-    overlap = len(words & tool_words) / max(len(words), 1)
-    return [max_cos, overlap]
+EMBED_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
 class ContentHead:
-    """Softmax regression over [embedding, standardised features] plus a logistic
-    tool-need check; weights come from ``router/train_head.py``."""
+    """Softmax regression over [embedding, standardised features]; weights come from
+    ``router/train_head.py``."""
 
     weights: np.ndarray  # (384 + n_features, n_labels)
     bias: np.ndarray  # (n_labels,)
     feature_mean: np.ndarray
     feature_std: np.ndarray
-    tool_weights: np.ndarray  # (2,)
-    tool_bias: float
     labels: tuple[str, ...] = CONTENT_LABELS
 
     @classmethod
@@ -221,7 +209,6 @@ class ContentHead:
                                  f"{FEATURE_NAMES}; retrain with `python -m router.train_head`")
             return cls(weights=z["weights"].astype(np.float32), bias=z["bias"].astype(np.float32),
                        feature_mean=z["feature_mean"], feature_std=z["feature_std"],
-                       tool_weights=z["tool_weights"], tool_bias=float(z["tool_bias"]),
                        labels=tuple(str(x) for x in z["labels"]))
 
     def design(self, embedding: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -234,18 +221,6 @@ class ContentHead:
         p = np.exp(logits)
         return p / p.sum()
 
-    def tool_probability(self, tool_feats: Sequence[float]) -> float:
-        z = float(np.dot(self.tool_weights, tool_feats) + self.tool_bias)
-        return 1.0 / (1.0 + math.exp(-z))
-
-
-@dataclass(frozen=True)
-class ContentVerdict:
-    probabilities: dict[str, float]
-    #: probability that the turn needs one of the offered tools (None: no tools asked about)
-    tool_probability: float | None
-    tool_reason: str | None = None
-
 
 class ContentModel:
     """Embedding + head. Loads lazily; ``load`` raises with the fix when it cannot."""
@@ -256,6 +231,8 @@ class ContentModel:
         self._embedder = embedder
         self._head: ContentHead | None = None
         self._lock = threading.Lock()
+        # identical instruction windows recur (retries, templated agent prompts)
+        self._cache: dict[str, np.ndarray] = {}
 
     def load(self) -> None:
         if self._head is not None:
@@ -268,17 +245,18 @@ class ContentModel:
                 self._embedder = embedder
                 self._head = head
 
-    def judge(self, turn: Turn, tool_texts: Sequence[str] = ()) -> ContentVerdict:
+    def probabilities(self, turn: Turn) -> dict[str, float]:
+        """Probability of each content label for the conversation's last user turn."""
         self.load()
         assert self._head is not None and self._embedder is not None
-        vecs = self._embedder.encode([instruction_window(turn.text), *tool_texts])
-        probs = self._head.probabilities(vecs[0], turn_features(turn))
-        verdict = {label: float(p) for label, p in zip(self._head.labels, probs)}
-        if not tool_texts:
-            return ContentVerdict(verdict, None)
-        non_ascii = sum(1 for c in turn.text if ord(c) > 127) / max(len(turn.text), 1)
-        if non_ascii > NON_ASCII_TOOL_LIMIT:
-            return ContentVerdict(verdict, 1.0, "non-English turn: tool need assumed")
-        feats = tool_features(turn.text, vecs[0], vecs[1:], tool_texts)
-        p_tool = self._head.tool_probability(feats)
-        return ContentVerdict(verdict, p_tool, f"tool relevance p={p_tool:.2f} (cos={feats[0]:.2f})")
+        window = instruction_window(turn.text)
+        with self._lock:
+            vec = self._cache.get(window)
+        if vec is None:
+            vec = self._embedder.encode([window])[0]
+            with self._lock:
+                self._cache[window] = vec
+                if len(self._cache) > EMBED_CACHE_SIZE:
+                    self._cache.pop(next(iter(self._cache)))
+        probs = self._head.probabilities(vec, turn_features(turn))
+        return {label: float(p) for label, p in zip(self._head.labels, probs)}

@@ -69,6 +69,9 @@ class SentenceEmbedder:
             path = self._path or model_dir()
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            # mean pooling makes the [CLS] pooler unused; dropping it saves a matmul per call
+            if getattr(model, "pooler", None) is not None:
+                model.pooler = None
             model.eval()
             # torch's thread count is process-wide and the diffusion engine may share this
             # process, so we only change it when the deployment asks (ROUTER_TORCH_THREADS).

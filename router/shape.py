@@ -1,16 +1,16 @@
 """Shape rules: what the request body's fields alone say about the task.
 
-Precedence when several apply: tool_call (tools with tool_choice required or a named
-function) > structured (response_format json_schema/json_object) > code (fill-in-the-middle
-markers) > the rest, which the content stage decides. Two shapes only give hints:
-tools with tool_choice auto/absent (a tool call unless the turn needs no tool) and
-``prediction`` (Predicted Outputs: a rewrite of given text, edit unless it is code).
+Precedence when several apply: tool_call (tools with tool_choice required, auto, absent
+or naming a function) > structured (response_format json_schema/json_object) > code
+(fill-in-the-middle markers) > the rest, which the content stage decides. tool_choice
+"none" leaves the decision to the next rules. ``prediction`` (Predicted Outputs) is a hint:
+the reply rewrites given text, so the content stage picks between edit and code.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 #: fill-in-the-middle sentinels of common code models (StarCoder, CodeLlama, DeepSeek,
@@ -29,11 +29,8 @@ class ShapeVerdict:
 
     task: str | None
     reasons: tuple[str, ...] = ()
-    #: tools offered with tool_choice auto/absent: a tool call unless the turn needs none
-    tools_auto: bool = False
     #: ``prediction`` given: the reply rewrites given text (edit, or code if it is code)
     prediction_text: str | None = None
-    tool_texts: tuple[str, ...] = field(default_factory=tuple)
 
 
 def message_text(message: Mapping[str, Any]) -> str:
@@ -66,12 +63,6 @@ def _tool_choice(request: Mapping[str, Any]) -> Any:
     if "tool_choice" in request:
         return request.get("tool_choice")
     return request.get("function_call")  # legacy: "none" | "auto" | {"name": ...}
-
-
-def _tool_text(tool: Mapping[str, Any]) -> str:
-    fn = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
-    name = str(fn.get("name", "")).replace("_", " ").replace("-", " ")
-    return f"{name}: {fn.get('description', '')}".strip()
 
 
 def _named_choice(choice: Any) -> str | None:
@@ -114,35 +105,24 @@ def shape_rules(request: Mapping[str, Any]) -> ShapeVerdict:
     """Apply the field-based rules to a parsed chat-completion body."""
     tools = _tools(request)
     choice = _tool_choice(request)
-    tool_texts = tuple(_tool_text(t) for t in tools)
-    no_tools_reason: tuple[str, ...] = ()
+    reasons: list[str] = []
     if tools:
         named = _named_choice(choice)
-        if choice == "required":
-            return ShapeVerdict("tool_call", ("tools given and tool_choice=required",))
         if named:
             return ShapeVerdict("tool_call", (f"tools given and tool_choice names {named}",))
-        if choice == "none":
-            no_tools_reason = ("tool_choice=none: tools not used, content decides",)
+        if choice is None:
+            return ShapeVerdict("tool_call", ("tools given, tool_choice absent (auto)",))
+        if choice != "none":
+            return ShapeVerdict("tool_call", (f"tools given and tool_choice={choice}",))
+        reasons.append("tool_choice=none: no tool call, content decides")
 
     response_format = request.get("response_format")
     rf_type = response_format.get("type") if isinstance(response_format, Mapping) else None
-    tools_auto = bool(tools) and choice != "none"
     if rf_type in ("json_schema", "json_object"):
-        # tool_call outranks structured, so with tools on auto the tool check still runs.
-        return ShapeVerdict("structured", (*no_tools_reason, f"response_format {rf_type}"),
-                            tools_auto=tools_auto, tool_texts=tool_texts)
+        return ShapeVerdict("structured", (*reasons, f"response_format {rf_type}"))
     if _has_fim(request):
-        return ShapeVerdict("code", (*no_tools_reason, "fill-in-the-middle markers"),
-                            tools_auto=tools_auto, tool_texts=tool_texts)
-
-    reasons = list(no_tools_reason)
-    if tools_auto:
-        shown = "auto" if choice is None or choice == "auto" else str(choice)
-        label = "absent" if choice is None else f"={shown}"
-        reasons.append(f"tools given and tool_choice {label}")
+        return ShapeVerdict("code", (*reasons, "fill-in-the-middle markers"))
     prediction = _prediction_text(request)
     if prediction is not None:
-        reasons.append("prediction (Predicted Outputs) given")
-    return ShapeVerdict(None, tuple(reasons), tools_auto=tools_auto,
-                        prediction_text=prediction, tool_texts=tool_texts)
+        reasons.append("prediction (Predicted Outputs) given: edit or code")
+    return ShapeVerdict(None, tuple(reasons), prediction_text=prediction)

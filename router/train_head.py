@@ -21,9 +21,8 @@ import torch
 from tqdm import tqdm
 
 from router.content import (CONTENT_LABELS, DEFAULT_HEAD_PATH, FEATURE_NAMES, instruction_window,
-                            last_turn, tool_features, turn_features)
+                            last_turn, turn_features)
 from router.embedding import SentenceEmbedder
-from router.shape import shape_rules
 
 TRAIN_PATH = Path(__file__).resolve().parent / "data" / "train.jsonl"
 
@@ -56,7 +55,7 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, epoc
     bar = tqdm(range(epochs), desc="fitting", unit="step")
     for _ in bar:
         loss = opt.step(loss_fn)
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
     return w.detach().numpy(), b.detach().numpy()
 
 
@@ -78,8 +77,7 @@ def main() -> None:
     started = time.time()
 
     rows = [json.loads(line) for line in args.train.open()]
-    content = [r for r in rows if r["kind"] == "content"]
-    tools = [r for r in rows if r["kind"] == "tool"]
+    content = [r for r in rows if r["label"] in CONTENT_LABELS]
     embedder = SentenceEmbedder()
 
     turns = [last_turn(r["request"]) for r in content]
@@ -100,28 +98,12 @@ def main() -> None:
     w, b = fit_softmax(x, y, len(CONTENT_LABELS), l2=args.l2, epochs=args.epochs, seed=args.seed)
     train_acc = accuracy(x, y, w, b)
 
-    # Tool-need check: logistic over [max cosine to a tool, word overlap].
-    tool_x, tool_y = [], []
-    for r in tqdm(tools, desc="tool rows", unit="row"):
-        turn = last_turn(r["request"])
-        texts = shape_rules(r["request"]).tool_texts
-        vecs = embedder.encode([instruction_window(turn.text), *texts])
-        tool_x.append(tool_features(turn.text, vecs[0], vecs[1:], texts))
-        tool_y.append(1 if r["label"] == "tool_call" else 0)
-    tx, ty = np.asarray(tool_x, np.float32), np.asarray(tool_y)
-    tw, tb = fit_softmax(tx, ty, 2, l2=1e-4, epochs=args.epochs, seed=args.seed)
-    # Two-class softmax == logistic on the difference of the columns.
-    tool_w, tool_b = tw[:, 1] - tw[:, 0], float(tb[1] - tb[0])
-    tool_acc = float((((tx @ tool_w + tool_b) > 0).astype(int) == ty).mean())
-
-    meta = {"train_rows": len(content), "tool_rows": len(tools), "l2": args.l2,
-            "lbfgs_steps": args.epochs, "synthetic_holdout_acc": holdout_acc,
-            "train_acc": train_acc, "tool_train_acc": tool_acc,
+    meta = {"train_rows": len(content), "l2": args.l2, "lbfgs_steps": args.epochs,
+            "synthetic_holdout_acc": holdout_acc, "train_acc": train_acc,
             "embedder_max_tokens": embedder._max_tokens, "seconds": round(time.time() - started, 1)}
     np.savez_compressed(
         args.out, weights=w.astype(np.float32), bias=b.astype(np.float32),
         feature_mean=mean.astype(np.float32), feature_std=std.astype(np.float32),
-        tool_weights=tool_w.astype(np.float32), tool_bias=np.float32(tool_b),
         labels=np.asarray(CONTENT_LABELS), feature_names=np.asarray(FEATURE_NAMES),
         meta=np.asarray(json.dumps(meta)))
     print(json.dumps(meta, indent=1))

@@ -7,8 +7,8 @@ Rows look like the evaluation rows: ``{"id", "label", "request", "source"}`` whe
 code) come from templates over many domains, phrasings and a few languages, including
 hard negatives (explain JSON Schema = chat, a poem about YAML = chat, summarising a text =
 chat, an opinion on a text = chat, explaining what code does = chat, a JSON wrapper
-around code = code, a spelling fix returned as JSON = edit). Tool rows (``kind: tool``)
-pair an offered tool set with a turn that needs a tool or needs none.
+around code = code, a spelling fix returned as JSON = edit). tool_call is decided by the
+request shape alone, so it has no rows here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 from router.data import vocab as V
-from router.data.tools_vocab import TOOLS, UNRELATED_TURNS
 
 OUT = Path(__file__).resolve().parent / "train.jsonl"
 Gen = Callable[[random.Random], tuple[str, list[dict]]]
@@ -501,26 +500,6 @@ def wrap(rng: random.Random, messages: list[dict]) -> dict:
     return req
 
 
-def tool_rows(rng: random.Random) -> list[dict]:
-    rows = []
-    for name, desc, params, turns in TOOLS:
-        others = rng.sample([t for t in TOOLS if t[0] != name], k=rng.randint(0, 2))
-        offered = [(name, desc, params)] + [(o[0], o[1], o[2]) for o in others]
-        tools = [{"type": "function", "function": {"name": n, "description": d, "parameters": {
-            "type": "object", "properties": {p: {"type": "string"} for p in ps}}}} for n, d, ps in offered]
-        for turn in turns:
-            rows.append(("tool_call", turn, tools))
-        for turn in rng.sample(UNRELATED_TURNS, k=2):
-            rows.append(("chat", turn, tools))
-    out = []
-    for label, turn, tools in rows:
-        req = {"model": "auto", "messages": user(turn), "tools": tools}
-        if rng.random() < 0.6:
-            req["tool_choice"] = "auto"
-        out.append({"label": label, "kind": "tool", "request": req})
-    return out
-
-
 def build(n_per_label: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows, seen = [], set()
@@ -533,10 +512,9 @@ def build(n_per_label: int, seed: int) -> list[dict]:
             if key in seen:
                 continue
             seen.add(key)
-            rows.append({"label": label, "kind": "content", "source": source,
+            rows.append({"label": label, "source": source,
                          "request": wrap(rng, messages)})
             made += 1
-    rows.extend(tool_rows(rng))
     for i, row in enumerate(rows):
         row["id"] = f"t{i:05d}"
     return rows
@@ -554,7 +532,7 @@ def main() -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     counts: dict[str, int] = {}
     for r in rows:
-        counts[f"{r['kind']}:{r['label']}"] = counts.get(f"{r['kind']}:{r['label']}", 0) + 1
+        counts[r["label"]] = counts.get(r["label"], 0) + 1
     print(f"wrote {len(rows)} rows to {args.out}: {counts}")
 
 
