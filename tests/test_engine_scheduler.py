@@ -79,6 +79,15 @@ def test_stream_events_in_order_and_join_mid_flight(engine):
     assert short.token_ids == engine.generate(*JOBS[1]).token_ids
 
 
+async def _drained(scheduler, timeout=5.0):
+    """Wait until the worker has dropped every request (polling: machines here are slow)."""
+    for _ in range(int(timeout / 0.02)):
+        if not scheduler._active and scheduler._inbox.empty():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 def test_disconnect_cancels_within_one_step(engine):
     params = GenerationParams(max_tokens=400, rule="entropy_bound", max_steps=48, confidence_threshold=1e-9, seed=0)
 
@@ -94,16 +103,16 @@ def test_disconnect_cancels_within_one_step(engine):
                     break
             await stream.aclose()  # what a client disconnect does to the response generator
             forwards_at_cancel = len(engine.denoiser.batch_sizes)
-            await asyncio.sleep(0.3)
+            assert await _drained(scheduler)
+            await asyncio.sleep(0.1)
             return forwards_at_cancel, len(engine.denoiser.batch_sizes), scheduler
         finally:
             scheduler.close()
 
     engine.denoiser.batch_sizes.clear()
     at_cancel, later, scheduler = asyncio.run(main())
-    assert later - at_cancel <= 1
-    assert later < 48  # the 400-token request (>= 50 blocks x up to 48 steps) stopped early
-    assert scheduler._active == []
+    assert later - at_cancel <= 1  # at most the forward already in flight
+    assert later < 480  # the request needed 50 blocks x 48 steps = 2400 forwards
 
 
 def test_task_cancellation_and_bad_params(engine):
@@ -118,8 +127,7 @@ def test_task_cancellation_and_bad_params(engine):
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            await asyncio.sleep(0.2)
-            assert scheduler._active == []
+            assert await _drained(scheduler)
             # the worker is still healthy afterwards
             return await scheduler.generate(*JOBS[1])
         finally:
