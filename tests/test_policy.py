@@ -600,3 +600,66 @@ def test_engine_keys_match_the_diffusion_engine():
     request_level = {"max_tokens", "temperature", "top_p", "seed"}  # per request, not engine config
     assert set(policy_schema.ENGINE_KEYS) == fields - request_level
     assert set(policy_schema.ENGINE_RULES) == set(typing.get_args(engine.Rule))
+
+
+# --- shadowing logic is sound: if A covers B, every request B matches, A matches ------------
+
+from router.policy_schema import RouteMatch  # noqa: E402
+
+#: per condition, the values worth comparing (None / () = no condition); bounds sit next to
+#: each other and the request sizes below straddle them, so off-by-one mistakes show
+_CONDITION_VALUES = {
+    "task": [None, frozenset({"code"}), frozenset({"chat"}), frozenset({"code", "chat"}), frozenset(TASKS)],
+    "stream": [None, True, False],
+    "model": [None, frozenset({"auto"}), frozenset({"x"}), frozenset({"auto", "x"})],
+    "headers": [(), (("x-tier", frozenset({"a"})),), (("x-tier", frozenset({"b"})),),
+                (("x-tier", frozenset({"a", "b"})),)],
+    "metadata": [(), (("tenant", frozenset({"a"})),), (("tenant", frozenset({"b"})),),
+                 (("tenant", frozenset({"a", "b"})),)],
+    "prompt_chars_min": [None, 2, 3],
+    "prompt_chars_max": [None, 2, 3],
+}
+
+
+def _request_space():
+    """Every combination of request features the values above can tell apart (1,920)."""
+    space = []
+    for task in ("code", "chat", "edit"):
+        for stream in (False, True):
+            for model in ("auto", "x", "y"):
+                for tier in (None, "a", "b", "c"):
+                    for tenant in (None, "a", "c"):
+                        for size in (1, 2, 3, 4):  # each side of each bound
+                            request = {"model": model, "messages": [{"role": "user", "content": "z" * size}]}
+                            if tenant is not None:
+                                request["metadata"] = {"tenant": tenant}
+                            headers = {"X-Tier": tier} if tier is not None else {}
+                            space.append((request, Classification(task=task, stream=stream), headers))
+    return space
+
+
+@pytest.mark.parametrize("condition", list(_CONDITION_VALUES))
+def test_covers_is_sound_for_each_condition(condition):
+    """`covers` is a conjunction over independent conditions, so checking each one
+    exhaustively (every pair of values, every request) checks the whole relation."""
+    space = _request_space()
+    covered_pairs = 0
+    for mine in _CONDITION_VALUES[condition]:
+        for theirs in _CONDITION_VALUES[condition]:
+            earlier, later = RouteMatch(**{condition: mine}), RouteMatch(**{condition: theirs})
+            matched_by = {i for i, (req, c, h) in enumerate(space) if earlier.evaluate(req, c, h) is not None}
+            matched_later = {i for i, (req, c, h) in enumerate(space) if later.evaluate(req, c, h) is not None}
+            if earlier.covers(later):
+                covered_pairs += 1
+                assert matched_later <= matched_by, (condition, mine, theirs)
+            elif mine == theirs:
+                pytest.fail(f"a route must cover itself: {condition}={mine!r}")
+    assert covered_pairs > len(_CONDITION_VALUES[condition])  # not only the trivial self-pairs
+
+
+def test_covers_combines_conditions():
+    streams = RouteMatch(stream=True)
+    assert streams.covers(RouteMatch(stream=True, task=frozenset({"code"})))
+    assert not RouteMatch(stream=True, task=frozenset({"code"})).covers(streams)
+    assert RouteMatch().covers(RouteMatch(headers=(("x", frozenset({"1"})),)))
+    assert RouteMatch(task=frozenset(TASKS)).covers(RouteMatch())  # every task = no task condition
