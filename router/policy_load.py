@@ -86,7 +86,7 @@ def _read_server(r: Reader, loc: Located | None) -> ServerSettings:
     if "api_keys" in fields:
         keys_loc = fields["api_keys"]
         entries = [] if keys_loc.value in ([], None) else r.items(keys_loc, "server.api_keys") or []
-        keys = [r.string(item, p, allow_empty=True) for item, p in entries]
+        keys = [r.string(item, p, allow_empty=True, secret=True) for item, p in entries]
         # an entry that interpolates to "" (e.g. ${TANDEM_API_KEY:-}) is dropped: auth only when set
         values["api_keys"] = tuple(k for k in keys if k)
     for key in ("max_body_bytes", "max_concurrency", "max_tokens_limit"):
@@ -126,7 +126,8 @@ def _read_backend(r: Reader, name: str, loc: Located, max_tokens_limit: int) -> 
     optional_text = {}
     for key in ("api_base", "api_key"):
         if key in fields:
-            optional_text[key] = r.string(fields[key], f"{path}.{key}", allow_empty=True) or None
+            optional_text[key] = r.string(fields[key], f"{path}.{key}", allow_empty=True,
+                                          secret=key == "api_key") or None
     timeout = r.number(fields["timeout_s"], f"{path}.timeout_s", minimum=0, exclusive_minimum=True) \
         if "timeout_s" in fields else 60.0
     retries = r.integer(fields["max_retries"], f"{path}.max_retries", minimum=0, maximum=10) \

@@ -214,9 +214,11 @@ class Reader:
         return {k: v for k, v in loc.value.items() if k in allowed}
 
     def string(self, loc: Located, path: str, *, choices: Iterable[str] | None = None,
-               name: bool = False, allow_empty: bool = False) -> str | None:
+               name: bool = False, allow_empty: bool = False, secret: bool = False) -> str | None:
         if not isinstance(loc.value, str):
-            self.error(loc.line, path, f"expected a string, got {describe(loc.value)}")
+            # a secret's value never goes into an error message (they end up in logs)
+            got = _TYPE_NAMES.get(type(loc.value), type(loc.value).__name__) if secret else describe(loc.value)
+            self.error(loc.line, path, f"expected a string, got {got}")
             return None
         if choices is not None:
             choices = tuple(choices)

@@ -342,12 +342,17 @@ def test_bad_interpolation_syntax(tmp_path):
                        f"use ${{NAME}} or ${{NAME:-default}}")
 
 
-def test_secrets_are_masked_in_reprs(monkeypatch):
+def test_secrets_are_masked_in_reprs_and_errors(monkeypatch, tmp_path):
     monkeypatch.setenv("UPSTREAM_BASE", "http://x/v1")
     monkeypatch.setenv("UPSTREAM_API_KEY", "sk-very-secret")
     policy = load_policy(PASSTHROUGH)
     assert "sk-very-secret" not in repr(policy)
     assert "sk-very-secret" not in repr(policy.decide({"model": "passthrough"}, cls(), {}))
+    path = write(tmp_path, MINIMAL.replace("version: 1\n", "version: 1\nserver: {api_keys: [1234567]}\n").replace(
+        "backends:\n", "backends:\n  remote: {kind: ar, model: openai/x, api_key: 98765432}\n"))
+    problems = "\n".join(problems_of(path))
+    assert "api_key: expected a string, got integer" in problems and "api_keys[0]: expected a string" in problems
+    assert "98765432" not in problems and "1234567" not in problems
     settings = ServerSettings(api_keys=("tk-secret",))
     assert "tk-secret" not in repr(settings) and "1 masked" in repr(settings)
 
