@@ -133,3 +133,17 @@ def test_suffix_is_attended(denoiser):
     a = engine.generate(PROMPT, params, suffix_ids=[40, 41, 42])
     b = engine.generate(PROMPT, params, suffix_ids=[40, 41, 42])
     assert a.token_ids == b.token_ids and len(a.token_ids) == TINY_CANVAS
+
+
+def test_batch_layout_memo_follows_cache_changes(denoiser):
+    """The stacked KV of a batch is memoised; new requests with equal prefix lengths, or
+    a commit, must not reuse a stale layout."""
+    canvases = torch.randint(0, TINY_VOCAB, (2, TINY_CANVAS), generator=torch.Generator().manual_seed(8))
+    first = [denoiser.new_cache(torch.tensor([2, 5, 6])), denoiser.new_cache(torch.tensor([2, 7]))]
+    denoiser.canvas_logits(canvases, first)
+    second = [denoiser.new_cache(torch.tensor([2, 40, 41])), denoiser.new_cache(torch.tensor([2, 42]))]
+    for caches in (second, [second[0], denoiser.commit(second[1], torch.tensor([9, 9]))]):
+        batched = denoiser.canvas_logits(canvases, caches)
+        for i in range(2):
+            alone = denoiser.canvas_logits(canvases[i : i + 1], caches[i : i + 1])[0]
+            torch.testing.assert_close(batched[i], alone, atol=1e-5, rtol=1e-5)

@@ -19,6 +19,7 @@ canvas; the canvas sees the suffix. DiffusionGemma was not trained for infill.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Sequence
@@ -38,6 +39,8 @@ class GemmaPrefixCache:
     length: int  # positions encoded so far (next canvas starts here)
     version: int = 0
     suffix_kv: dict = field(default_factory=dict)  # (version, suffix id, canvas len) -> DynamicCache
+    #: never reused (unlike id()), so memoised batch layouts cannot mix up requests
+    uid: int = field(default_factory=itertools.count().__next__)
 
 
 class _StackedKV:
@@ -143,7 +146,11 @@ class DiffusionGemmaDenoiser:
         if b == 1:
             kv, masks = kvs[0], {lt: None for lt in set(self.layer_types)}
         else:
-            kv, masks = self._stacked(kvs, c)
+            layout = tuple(
+                (cache.uid, cache.version, id(suffix_ids[i]) if suffix_ids and suffix_ids[i] is not None else None)
+                for i, cache in enumerate(caches)
+            )
+            kv, masks = self._stacked(kvs, c, layout)
         sc = None
         if self_conditioning is not None and any(x is not None for x in self_conditioning):
             sc = torch.stack(
@@ -196,8 +203,8 @@ class DiffusionGemmaDenoiser:
         self._rope_memo = [(key, value)] + self._rope_memo[:7]
         return value
 
-    def _stacked(self, kvs: list, canvas_len: int):
-        key = (tuple(id(kv) for kv in kvs), tuple(kv.get_seq_length() for kv in kvs), canvas_len)
+    def _stacked(self, kvs: list, canvas_len: int, layout: tuple):
+        key = (layout, canvas_len)
         if key == self._stack_key:
             return self._stack
         layers, masks = [], {}
