@@ -97,6 +97,14 @@ def _read_server(r: Reader, loc: Located | None) -> ServerSettings:
     return ServerSettings(**values)
 
 
+#: diffusion checkpoints loaded from a local directory (DiffusionGemma; LLaDA/Dream-style)
+CHECKPOINT_PREFIXES = ("diffusion_gemma:", "masked_lm:")
+
+
+def _local_checkpoint(model: str) -> bool:
+    return model.startswith(CHECKPOINT_PREFIXES) and len(model.split(":", 1)[1]) > 0
+
+
 def _read_backend(r: Reader, name: str, loc: Located, max_tokens_limit: int) -> BackendSpec | None:
     path = f"backends.{name}"
     fields = r.mapping(loc, path, BACKEND_KEYS, required=("kind", "model"))
@@ -117,10 +125,11 @@ def _read_backend(r: Reader, name: str, loc: Located, max_tokens_limit: int) -> 
         for key in ("api_base", "api_key"):
             if key in fields:
                 r.error(fields[key].line, f"{path}.{key}", "embedded models run in-process; remove this key")
-    elif kind == "diffusion":
+    elif kind == "diffusion" and not _local_checkpoint(model):
         diffusion = [m for m, k in EMBEDDED_MODELS.items() if k == "diffusion"]
-        r.error(model_line, f"{path}.model", f"diffusion backends run the local engine; "
-                                             f"use model: {' or '.join(diffusion)}")
+        choices = diffusion + [prefix + "PATH" for prefix in CHECKPOINT_PREFIXES]
+        r.error(model_line, f"{path}.model", f"diffusion backends run the local engine; use model: "
+                                             f"{' or '.join(choices)}")
     if "engine" in fields and kind != "diffusion":
         r.error(fields["engine"].line, f"{path}.engine", "engine settings apply to kind: diffusion only")
     optional_text = {}

@@ -242,7 +242,8 @@ def test_yaml_syntax_error_names_line():
 @pytest.mark.parametrize("snippet, message", [
     ("version: 2\n", "version: unsupported version 2; this Tandem reads version 1"),
     ("backends:\n  x: {kind: diffusion, model: openai/gpt-4o}\n",
-     "backends.x.model: diffusion backends run the local engine; use model: embedded/smollm2-diffusion"),
+     "backends.x.model: diffusion backends run the local engine; use model: embedded/smollm2-diffusion"
+     " or diffusion_gemma:PATH or masked_lm:PATH"),
     ("backends:\n  x: {kind: diffusion, model: embedded/smollm2}\n",
      "backends.x.kind: 'embedded/smollm2' is a ar model; set kind: ar"),
     ("backends:\n  x: {kind: ar, model: embedded/smollm2, api_key: k}\n",
