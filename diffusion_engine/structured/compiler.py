@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UnsupportedSchemaError
+from .errors import UnsatisfiableSchemaError, UnsupportedSchemaError
 from .formats import FORMAT_LENGTH
 from .schema_merge import ANNOTATIONS, escape_pointer_token, flatten, merge, resolve_ref
 from .skeleton import (
@@ -110,7 +110,7 @@ class _Compiler:
         if schema is True:
             schema = {}
         if schema is False:
-            raise UnsupportedSchemaError("false", ptr, "a false schema admits no value here")
+            raise UnsatisfiableSchemaError("false", ptr, "a false schema admits no value here")
         if not isinstance(schema, dict):
             raise UnsupportedSchemaError("schema", ptr, "a schema must be an object or a boolean")
         for key in schema:
@@ -135,6 +135,13 @@ class _Compiler:
             if key in schema:
                 return self.choice(schema, key, ptr, stack)
         return self.typed(schema, ptr, stack)
+
+    def optional(self, schema: Any, ptr: str, stack: tuple[str, ...]) -> Node | None:
+        """Like ``node`` for a part the schema lets us leave out: unsatisfiable means absent."""
+        try:
+            return self.node(schema, ptr, stack)
+        except UnsatisfiableSchemaError:
+            return None
 
     def typed(self, schema: dict, ptr: str, stack: tuple[str, ...]) -> Node | None:
         types = schema.get("type")
@@ -174,7 +181,9 @@ class _Compiler:
         if not isinstance(options, list) or not options:
             raise UnsupportedSchemaError("enum", ptr, "enum must be a non-empty array")
         if "type" in s:
-            options = [v for v in options if _json_type_matches(v, s["type"])] or options
+            options = [v for v in options if _json_type_matches(v, s["type"])]
+            if not options:
+                raise UnsatisfiableSchemaError("enum", ptr, f"no enum value has type {s['type']!r}")
         options = list({json.dumps(v, sort_keys=True): v for v in options}.values())
         if len(options) == 1:
             return ConstNode(options[0])
@@ -188,11 +197,23 @@ class _Compiler:
         branches: list[Node | None] = []
         for i, part in enumerate(parts):
             bptr = f"{ptr}/{key}/{i}"
-            branch = merge(flatten(self.root, rest, ptr), flatten(self.root, part, bptr), bptr) if rest else part
-            branches.append(self.node(branch, bptr, stack))
-        if key == "oneOf":
-            _require_disjoint(branches, ptr)
-        return self.choice_of(branches, ptr)
+            try:
+                branch = merge(flatten(self.root, rest, ptr), flatten(self.root, part, bptr), bptr) if rest else part
+            except UnsatisfiableSchemaError:
+                branches.append(None)
+                continue
+            branches.append(self.optional(branch, bptr, stack))
+        if all(b is None for b in branches):
+            raise UnsatisfiableSchemaError(
+                key, ptr, "no branch can be produced (unsatisfiable, or recursion beyond the depth bound)")
+        node = self.choice_of(branches, ptr)
+        if key == "oneOf" and not _disjoint(branches):
+            # overlapping branches: exactly-one is checked on the rendered value (render.py)
+            if not isinstance(node, ChoiceNode):
+                node = ChoiceNode(self.slot(SlotKind.CHOICE, ptr, options=(0,)), [node])
+            node.exclusive = True
+            node.branch_schemas = tuple(parts)
+        return node
 
     def choice_of(self, branches: list[Node | None], ptr: str) -> Node | None:
         kept = [b for b in branches if b is not None]
@@ -218,11 +239,11 @@ class _Compiler:
             if key in props:
                 sub, sub_ptr = props[key], f"{ptr}/properties/{escape_pointer_token(key)}"
             elif extra is False:
-                raise UnsupportedSchemaError(
+                raise UnsatisfiableSchemaError(
                     "required", ptr, f"'{key}' is required but additionalProperties is false")
             else:
                 sub, sub_ptr = extra, f"{ptr}/additionalProperties"
-            node = self.node(sub, sub_ptr, stack)
+            node = self.node(sub, sub_ptr, stack) if key in required else self.optional(sub, sub_ptr, stack)
             if key in required:
                 if node is None:
                     return None
@@ -260,7 +281,7 @@ class _Compiler:
                 sub, sub_ptr = prefix[i], f"{ptr}/prefixItems/{i}"
             else:
                 sub, sub_ptr = items, f"{ptr}/items"
-            node = self.node(sub, sub_ptr, stack)
+            node = self.node(sub, sub_ptr, stack) if i < lo else self.optional(sub, sub_ptr, stack)
             if node is None:
                 if i < lo:
                     return None
@@ -348,21 +369,19 @@ def _node_types(node: Node | None) -> set[str]:
     return {kinds[slot.kind]} | ({"const:null"} if slot.nullable else set())
 
 
-def _require_disjoint(branches: list[Node | None], ptr: str) -> None:
+def _disjoint(branches: list[Node | None]) -> bool:
+    """True when no JSON value can come out of two branches (by type or by constant)."""
     seen: set[str] = set()
     for node in branches:
         types = _node_types(node)
         plain = {t for t in types if not t.startswith("const:")}
-        consts = types - plain
-        # a constant overlaps with a plain type of the same JSON kind
-        const_kinds = {_const_kind(c) for c in consts}
+        const_kinds = {_const_kind(c) for c in types - plain}
         seen_plain = {t for t in seen if not t.startswith("const:")}
-        if types & seen or plain & {_const_kind(c) for c in seen if c.startswith("const:")} \
-                or const_kinds & seen_plain:
-            raise UnsupportedSchemaError(
-                "oneOf", ptr, "branches may match the same value; use anyOf or make the branches "
-                "differ in type or constant values")
+        seen_const_kinds = {_const_kind(c) for c in seen - seen_plain}
+        if types & seen or plain & seen_const_kinds or const_kinds & seen_plain:
+            return False
         seen |= types
+    return True
 
 
 def _const_kind(const: str) -> str:

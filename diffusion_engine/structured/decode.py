@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
-from jsonschema import Draft202012Validator
 
 from ..template import CanvasTemplate
 from .adapter import choose_terminator, to_canvas_template
 from .compiler import DEFAULT_OPTIONS, CompileOptions
 from .errors import StructuredOutputError
 from .layout import CanvasLayout, layout_for
-from .render import FORMAT_CHECKER, Rendered, render
+from .render import Rendered, document_validator, render
 from .skeleton import Slot
 
 FillFn = Callable[[CanvasTemplate], Sequence[int]]
@@ -39,14 +38,6 @@ class StructuredResult:
     rounds: int
     #: counters: slots, canvas_tokens, refilled_slots, repaired_slots, normalized, seconds...
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-def document_validator(layout: CanvasLayout) -> Draft202012Validator:
-    v = layout.__dict__.get("_doc_validator")
-    if v is None:
-        v = Draft202012Validator(layout.skeleton.schema, format_checker=FORMAT_CHECKER)
-        layout.__dict__["_doc_validator"] = v
-    return v
 
 
 def refill(layout: CanvasLayout, filled: Sequence[int], bad_slots: Sequence[Slot], fill: FillFn) -> list[int]:

@@ -20,6 +20,14 @@ class UnsupportedSchemaError(ValueError):
         super().__init__(msg)
 
 
+class UnsatisfiableSchemaError(UnsupportedSchemaError):
+    """No JSON value satisfies this part of the schema (e.g. string enum with type object).
+
+    The compiler drops such a part where the schema allows (optional property, anyOf branch,
+    array element beyond minItems) and raises this otherwise.
+    """
+
+
 class SchemaTooLargeError(UnsupportedSchemaError):
     """The laid-out skeleton would exceed the canvas budget."""
 

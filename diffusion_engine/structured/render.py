@@ -42,6 +42,14 @@ class Rendered:
         return json.dumps(self.value, ensure_ascii=False)
 
 
+def document_validator(layout: CanvasLayout) -> Draft202012Validator:
+    v = layout.__dict__.get("_doc_validator")
+    if v is None:
+        v = Draft202012Validator(layout.skeleton.schema, format_checker=FORMAT_CHECKER)
+        layout.__dict__["_doc_validator"] = v
+    return v
+
+
 def slot_validator(layout: CanvasLayout, slot: Slot) -> Draft202012Validator:
     cache = layout.__dict__.setdefault("_validators", {})
     v = cache.get(slot.index)
@@ -87,8 +95,34 @@ class _Renderer:
             tok = self.tokens(node.slot)[0]
             if tok not in labels:
                 self.out.normalized += 1
-            return self.node(node.branches[labels.index(tok) if tok in labels else 0])
+            chosen = labels.index(tok) if tok in labels else 0
+            value = self.node(node.branches[chosen])
+            if node.exclusive and not self.exactly_one(node, value):
+                return self.exclusive_fallback(node, chosen, value)
+            return value
         return self.value(node.slot)
+
+    def exactly_one(self, node: ChoiceNode, value: Any) -> bool:
+        cache = self.layout.__dict__.setdefault("_branch_validators", {})
+        validators = cache.get(id(node))
+        if validators is None:
+            root = document_validator(self.layout)
+            validators = cache[id(node)] = [root.evolve(schema=s) for s in node.branch_schemas]
+        return sum(1 for v in validators if v.is_valid(value)) == 1
+
+    def exclusive_fallback(self, node: ChoiceNode, chosen: int, value: Any) -> Any:
+        """oneOf value matching several (or no) branches: refill the choice, or when repairing
+        take the first branch (chosen one first) whose repaired value matches exactly one."""
+        if not self.repair:
+            self.out.issues.append(SlotIssue(node.slot, "value must match exactly one oneOf branch"))
+            return value
+        order = [chosen] + [i for i in range(len(node.branches)) if i != chosen]
+        for i in order:
+            candidate = self.node(node.branches[i])
+            if self.exactly_one(node, candidate):
+                self.out.repaired.append(SlotIssue(node.slot, f"oneOf: switched to branch {i}"))
+                return candidate
+        return value  # whole-document validation reports it
 
     def present(self, gate: Slot) -> bool:
         return self.tokens(gate)[0] != self.vocab.pad_id

@@ -51,6 +51,8 @@ def _string_candidates(slot: Slot, raw: Any) -> list[Any]:
             out.append(witness)
             if isinstance(hi, int):
                 out.append(witness[:hi])
+            if len(witness) < lo:  # patterns are unanchored unless they say so: pad around
+                out.extend([witness + "x" * (lo - len(witness)), "x" * (lo - len(witness)) + witness])
         except RegexExampleError:
             pass
     out.append("x" * lo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from .errors import UnsupportedSchemaError
+from .errors import UnsatisfiableSchemaError, UnsupportedSchemaError
 
 #: keywords that only annotate; merging keeps the first one seen
 ANNOTATIONS = frozenset({
@@ -84,12 +84,12 @@ def merge(a: dict, b: dict, pointer: str) -> dict:
             if "number" in left and "integer" in right or "number" in right and "integer" in left:
                 both.add("integer")
             if not both:
-                raise UnsupportedSchemaError("allOf", pointer, f"types {mine!r} and {value!r} never overlap")
+                raise UnsatisfiableSchemaError("allOf", pointer, f"types {mine!r} and {value!r} never overlap")
             out[key] = sorted(both) if len(both) > 1 else both.pop()
         elif key == "enum":
             kept = [v for v in mine if v in value]
             if not kept:
-                raise UnsupportedSchemaError("allOf", pointer, "enums share no value")
+                raise UnsatisfiableSchemaError("allOf", pointer, "enums share no value")
             out[key] = kept
         elif key in _LOWER_BOUNDS and _numbers(mine, value):
             out[key] = max(mine, value)

@@ -91,6 +91,10 @@ class ArrayNode:
 class ChoiceNode:
     slot: Slot
     branches: list["Node"]
+    #: oneOf whose branches may overlap: the rendered value must match exactly one of
+    #: ``branch_schemas`` (all branches, pruned ones included), checked when rendering
+    exclusive: bool = False
+    branch_schemas: tuple[Any, ...] = ()
 
 
 Node = Union[ValueNode, ConstNode, ObjectNode, ArrayNode, ChoiceNode]
