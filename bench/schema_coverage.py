@@ -26,7 +26,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from jsonschema import Draft202012Validator, FormatChecker  # noqa: E402
 
 from diffusion_engine.structured.ar_constraint import ll_tokenizer, llguidance_error  # noqa: E402
-from diffusion_engine.structured.compiler import DEFAULT_OPTIONS, _Compiler, schema_digest  # noqa: E402
+from diffusion_engine.structured.compiler import CompileOptions, _Compiler, schema_digest  # noqa: E402
 from diffusion_engine.structured.errors import StructuredOutputError, UnsupportedSchemaError  # noqa: E402
 from diffusion_engine.structured.fillers import random_allowed_filling  # noqa: E402
 from diffusion_engine.structured.layout import build_layout, layout_for  # noqa: E402
@@ -45,7 +45,7 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
-def run_subset(name: str, limit: int, fills: int, tokenizer, seed: int) -> dict:
+def run_subset(name: str, limit: int, fills: int, tokenizer, seed: int, options: CompileOptions) -> dict:
     files = sorted((ROOT / name).glob("*.json"))
     random.Random(seed).shuffle(files)
     files = files[:limit]
@@ -69,7 +69,7 @@ def run_subset(name: str, limit: int, fills: int, tokenizer, seed: int) -> dict:
         r["llguidance_ok"] += err is None
         try:
             t0 = time.perf_counter()
-            skeleton = _Compiler(schema, DEFAULT_OPTIONS).run(schema_digest(schema))
+            skeleton = _Compiler(schema, options).run(schema_digest(schema))
             t1 = time.perf_counter()
             layout = build_layout(skeleton, vocab)
             t2 = time.perf_counter()
@@ -85,9 +85,9 @@ def run_subset(name: str, limit: int, fills: int, tokenizer, seed: int) -> dict:
             continue
         t_compile.append((t1 - t0) * 1e3)
         t_layout.append((t2 - t0) * 1e3)
-        layout_for(schema, tokenizer)  # warm the cache, then time a hit
+        layout_for(schema, tokenizer, options=options)  # warm the cache, then time a hit
         t0 = time.perf_counter()
-        layout_for(schema, tokenizer)
+        layout_for(schema, tokenizer, options=options)
         t_cached.append((time.perf_counter() - t0) * 1e3)
         r["compiled"] += 1
         r["canvas_tokens"] += len(layout)
@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--fills", type=int, default=5, help="random allowed fillings per compiled schema")
     ap.add_argument("--subsets", nargs="*", default=SUBSETS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--overlapping-oneof", action="store_true",
+                    help="accept overlapping oneOf (exactly-one checked at render; may fail at run time)")
     ap.add_argument("--out", default="bench/results/schema_coverage.json")
     args = ap.parse_args()
 
@@ -154,7 +156,8 @@ def main() -> None:
     except ImportError:
         xgrammar_note = "skipped: xgrammar is not installed"
 
-    results = [run_subset(s, args.limit, args.fills, tokenizer, args.seed) for s in args.subsets]
+    options = CompileOptions(overlapping_one_of=args.overlapping_oneof)
+    results = [run_subset(s, args.limit, args.fills, tokenizer, args.seed, options) for s in args.subsets]
     print(f"one-time per tokenizer: slot masks {vocab_s:.2f}s, llguidance tokenizer {ll_s:.2f}s; "
           f"XGrammar {xgrammar_note}")
     head = (f"{'subset':15} {'n':>4} {'cover%':>7} {'valid%':>7} {'norepair%':>9} {'canvas':>7} "

@@ -18,6 +18,9 @@ from diffusion_engine.structured.skeleton import (
 from diffusion_engine.structured.tiny_tokenizer import tiny_tokenizer
 
 
+OVERLAP = CompileOptions(overlapping_one_of=True)
+
+
 @pytest.fixture(scope="module")
 def tok():
     return tiny_tokenizer()
@@ -93,7 +96,10 @@ def test_anyof_is_a_choice_slot_and_nullable_collapses():
 def test_oneof_checks_exclusivity_only_when_branches_overlap():
     assert not compile_schema({"oneOf": [{"type": "string"}, {"type": "integer"}]}).root.exclusive
     assert not compile_schema({"oneOf": [{"const": "a"}, {"const": "b"}]}).root.exclusive
-    overlapping = compile_schema({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]}).root
+    overlapping_schema = {"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]}
+    with pytest.raises(UnsupportedSchemaError, match="'oneOf' at /: branches may match the same value"):
+        compile_schema(overlapping_schema)
+    overlapping = compile_schema(overlapping_schema, OVERLAP).root
     assert overlapping.exclusive and len(overlapping.branch_schemas) == 2
 
 
@@ -102,7 +108,7 @@ def test_overlapping_oneof_renders_exactly_one_match(tok):
         {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
         {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
          "required": ["a", "b"]}]}
-    layout = layout_for(schema, tok)
+    layout = layout_for(schema, tok, options=OVERLAP)
     rng = random.Random(0)
     flagged = 0
     for _ in range(40):

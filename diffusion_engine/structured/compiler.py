@@ -52,6 +52,10 @@ class CompileOptions:
     recursion_depth: int = 2
     #: hardest cap on laid-out elements when minItems forces more
     max_min_items: int = 32
+    #: accept oneOf whose branches may overlap; exactly-one is then checked and repaired at
+    #: render time, and a document no repair fixes raises StructuredOutputError. Off by
+    #: default: compiled schemas then always yield valid documents.
+    overlapping_one_of: bool = False
 
 
 DEFAULT_OPTIONS = CompileOptions()
@@ -208,6 +212,10 @@ class _Compiler:
                 key, ptr, "no branch can be produced (unsatisfiable, or recursion beyond the depth bound)")
         node = self.choice_of(branches, ptr)
         if key == "oneOf" and not _disjoint(branches):
+            if not self.opts.overlapping_one_of:
+                raise UnsupportedSchemaError(
+                    "oneOf", ptr, "branches may match the same value; use anyOf, make the branches differ "
+                    "in type or constant values, or enable CompileOptions(overlapping_one_of=True)")
             # overlapping branches: exactly-one is checked on the rendered value (render.py)
             if not isinstance(node, ChoiceNode):
                 node = ChoiceNode(self.slot(SlotKind.CHOICE, ptr, options=(0,)), [node])

@@ -75,6 +75,8 @@ class _Renderer:
             raise ValueError(f"filled canvas has {len(self.filled)} tokens, layout {len(layout)}")
         self.out = out
         self.repair = repair
+        #: None: gates as filled; False/True: every gate absent/present (oneOf repair variants)
+        self.gates: bool | None = None
 
     def tokens(self, slot: Slot) -> list[int]:
         return [self.filled[p] for p in self.layout.slot_positions[slot.index]]
@@ -117,14 +119,22 @@ class _Renderer:
             self.out.issues.append(SlotIssue(node.slot, "value must match exactly one oneOf branch"))
             return value
         order = [chosen] + [i for i in range(len(node.branches)) if i != chosen]
-        for i in order:
-            candidate = self.node(node.branches[i])
-            if self.exactly_one(node, candidate):
-                self.out.repaired.append(SlotIssue(node.slot, f"oneOf: switched to branch {i}"))
-                return candidate
+        outer = self.gates
+        try:
+            for gates in (outer, False, True):  # as filled, then minimal, then maximal members
+                self.gates = gates
+                for i in order:
+                    candidate = self.node(node.branches[i])
+                    if self.exactly_one(node, candidate):
+                        self.out.repaired.append(SlotIssue(node.slot, f"oneOf: branch {i}, gates={gates}"))
+                        return candidate
+        finally:
+            self.gates = outer
         return value  # whole-document validation reports it
 
     def present(self, gate: Slot) -> bool:
+        if self.gates is not None:
+            return self.gates
         return self.tokens(gate)[0] != self.vocab.pad_id
 
     def array(self, node: ArrayNode) -> list:
