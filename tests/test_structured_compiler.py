@@ -143,8 +143,10 @@ def test_allof_merges_objects():
 
 
 @pytest.mark.parametrize("schema,keyword,pointer", [
-    ({"type": "object", "properties": {"tags": {"type": "object", "patternProperties": {"x": {}}}}},
-     "patternProperties", "/properties/tags"),
+    ({"type": "object", "properties": {"tags": {"type": "object", "propertyNames": {"maxLength": 3}}}},
+     "propertyNames", "/properties/tags"),
+    ({"type": "object", "properties": {"tags": {"type": "object", "dependencies": {"a": {"required": ["b"]}}}}},
+     "dependencies", "/properties/tags"),
     ({"type": "array", "items": {"not": {"type": "string"}}}, "not", "/items"),
     ({"anyOf": [{"type": "string"}, {"if": {"type": "string"}}]}, "if", "/anyOf/1"),
     ({"$ref": "other.json#/x"}, "$ref", "/"),
@@ -155,6 +157,26 @@ def test_unsupported_keyword_names_keyword_and_pointer(schema, keyword, pointer)
         compile_schema(schema)
     assert info.value.keyword == keyword and info.value.pointer == pointer
     assert str(info.value).startswith(f"unsupported keyword '{keyword}' at {pointer}")
+
+
+def test_pattern_properties_constrain_matching_declared_keys(tok):
+    schema = {"type": "object", "properties": {"n_count": {"type": "integer"}, "label": {"type": "string"}},
+              "patternProperties": {"^n_": {"maximum": 5}}, "required": ["n_count", "n_extra"]}
+    sk = compile_schema(schema)
+    assert [m.key for m in sk.root.members] == ["n_count", "label", "n_extra"]
+    assert sk.root.members[0].node.slot.constraints["maximum"] == 5
+    layout = layout_for(schema, tok)
+    rng = random.Random(2)
+    for _ in range(20):
+        assert valid(schema, render(layout, random_allowed_filling(layout, rng), repair=True).value)
+
+
+def test_dependent_required_members_are_always_present():
+    sk = compile_schema({"type": "object", "properties": {"card": {"type": "string"}, "cvv": {"type": "string"},
+                                                           "note": {"type": "string"}},
+                         "dependentRequired": {"card": ["cvv"]}, "dependencies": {"note": ["card"]}})
+    gates = {m.key: m.gate is not None for m in sk.root.members}
+    assert gates == {"card": False, "cvv": False, "note": True}
 
 
 def test_compiled_skeletons_are_cached():

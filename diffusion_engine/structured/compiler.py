@@ -28,13 +28,12 @@ from .skeleton import (
 
 #: keywords whose meaning the skeleton cannot guarantee; we refuse rather than emit invalid JSON
 UNSUPPORTED = frozenset({
-    "patternProperties", "propertyNames", "dependentRequired", "dependentSchemas",
-    "dependencies", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
+    "propertyNames", "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
     "maxContains", "if", "then", "else", "not", "$dynamicRef", "$recursiveRef",
 })
 _STRING_KEYS = ("minLength", "maxLength", "pattern", "format")
 _NUMBER_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
-_OBJECT_HINTS = ("properties", "required", "additionalProperties")
+_OBJECT_HINTS = ("properties", "required", "additionalProperties", "patternProperties")
 _ARRAY_HINTS = ("items", "prefixItems", "minItems", "maxItems", "uniqueItems")
 _ANY_TYPES = ["string", "number", "boolean", "null"]
 
@@ -241,11 +240,22 @@ class _Compiler:
                 break
             if key not in required:
                 required.append(key)
+        for trigger, deps in _dependent_required(s, ptr).items():
+            # "if trigger is present, deps are too": always emitting deps satisfies it soundly
+            if trigger in props or trigger in required:
+                required.extend(d for d in deps if d not in required)
         extra = s.get("additionalProperties", True)
         members: list[Member] = []
+        patterns = _pattern_properties(s, ptr)
         for key in list(props) + [k for k in required if k not in props]:
+            # we only ever emit these keys, so patternProperties reduce to extra conjuncts on them
+            matching = [sub for rx, sub in patterns if rx.search(key)]
             if key in props:
                 sub, sub_ptr = props[key], f"{ptr}/properties/{escape_pointer_token(key)}"
+                if matching:
+                    sub = {"allOf": [sub, *matching]}
+            elif matching:
+                sub, sub_ptr = {"allOf": matching}, f"{ptr}/patternProperties"
             elif extra is False:
                 raise UnsatisfiableSchemaError(
                     "required", ptr, f"'{key}' is required but additionalProperties is false")
@@ -329,6 +339,27 @@ class _Compiler:
             budget = min(budget, len(str(int(max(bounds)))) + 1)
         kind = SlotKind.INTEGER if type_ == "integer" else SlotKind.NUMBER
         return ValueNode(self.slot(kind, ptr, constraints=constraints, budget=budget, nullable=nullable))
+
+
+def _dependent_required(s: dict, ptr: str) -> dict[str, list[str]]:
+    out = {k: list(v) for k, v in (s.get("dependentRequired") or {}).items()}
+    for key, value in (s.get("dependencies") or {}).items():  # draft-04/07 spelling
+        if isinstance(value, list):
+            out.setdefault(key, []).extend(value)
+        else:
+            raise UnsupportedSchemaError(
+                "dependencies", ptr, f"schema dependency for '{key}' is not supported; only property lists")
+    return out
+
+
+def _pattern_properties(s: dict, ptr: str) -> list[tuple[re.Pattern, Any]]:
+    out = []
+    for pattern, sub in (s.get("patternProperties") or {}).items():
+        try:
+            out.append((re.compile(pattern), sub))
+        except re.error as exc:
+            raise UnsupportedSchemaError("patternProperties", ptr, f"{pattern!r} is not a Python regex: {exc}") from exc
+    return out
 
 
 def _infer_types(s: dict) -> list[str]:
