@@ -3,7 +3,7 @@
 Behaviour is chosen by the request's ``model`` (the part after any ``provider/``):
 ``ok`` answers at once; ``fail500``/``fail429``/``bad400`` return that status;
 ``slow`` sleeps ``?delay`` (default 5 s) before answering; ``cut`` streams two chunks
-and then drops the connection. Streams send ``STREAM_CHUNKS`` content chunks.
+and then drops the connection; ``drip`` streams with ``DRIP_GAP_S`` between chunks. Streams send ``STREAM_CHUNKS`` content chunks.
 
 Run: ``python -m bench.fake_upstream --port 9100``.
 """
@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 STREAM_CHUNKS = 8
+DRIP_GAP_S = 0.25
 WORDS = ["Hello", " from", " the", " fake", " upstream", ".", " All", " good", "."]
 
 
@@ -68,6 +69,8 @@ async def chat(request: Request) -> Response:
         for index in range(STREAM_CHUNKS):
             if behaviour == "cut" and index == 2:
                 raise DropConnection("fake upstream drops the connection")
+            if behaviour == "drip":
+                await asyncio.sleep(DRIP_GAP_S)
             yield _chunk(model, {"content": WORDS[index % len(WORDS)]})
         yield _chunk(model, {}, "stop")
         if include_usage:

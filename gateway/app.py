@@ -6,7 +6,6 @@ decide → execute (with fallbacks) → OpenAI-shaped answer + ``x-tandem-*`` he
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -14,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -130,8 +130,8 @@ class Gateway:
                 raise APIError(413, f"Request body exceeds the limit of {limit} bytes.", code="request_too_large")
             chunks.append(chunk)
         try:
-            body = json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as exc:
+            body = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
             raise invalid(f"Request body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(body, dict):
             raise invalid("Request body must be a JSON object.", code="invalid_json")
@@ -235,7 +235,8 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
                 first, rest, backend, attempts = await gateway.executor.open_stream(routed.policy, decision, routed.body)
                 headers = routing_headers(decision, backend.name, attempts.header())
                 metrics.FIRST_CHUNK.labels(decision.route, backend.name, decision.task).observe(time.perf_counter() - start)
-                stream = sse_stream(first, rest, backend.name, decision.task, on_done=lambda status: release(status, backend.name))
+                stream = sse_stream(first, rest, backend.name, decision.task,
+                                    on_done=lambda status: release(status, backend.name), fallbacks=attempts.failed)
                 return StreamingResponse(stream, media_type="text/event-stream",
                                          headers={**headers, "cache-control": "no-cache"})
             result, backend, attempts = await gateway.executor.complete(routed.policy, decision, routed.body)
@@ -250,7 +251,8 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         metrics.TOKENS.labels(backend.name, decision.task, "prompt").inc(usage.get("prompt_tokens", 0) or 0)
         metrics.TOKENS.labels(backend.name, decision.task, "completion").inc(usage.get("completion_tokens", 0) or 0)
         release("ok", backend.name)
-        return JSONResponse(result, headers=routing_headers(decision, backend.name, attempts.header()))
+        return Response(orjson.dumps(result), media_type="application/json",
+                        headers=routing_headers(decision, backend.name, attempts.header()))
 
     @app.post("/v1/route/explain")
     async def route_explain(request: Request) -> dict[str, Any]:

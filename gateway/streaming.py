@@ -7,9 +7,10 @@ followed by ``[DONE]``, so clients never hang on a half-open stream.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, AsyncIterator, Callable
+
+import orjson
 
 from gateway.backends.base import BackendError
 
@@ -19,7 +20,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def encode(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 def error_event(message: str, code: str) -> bytes:
@@ -32,7 +33,10 @@ async def sse_stream(
     model_name: str,
     task: str,
     on_done: Callable[[str], None],
+    fallbacks: list[str] | None = None,
 ) -> AsyncIterator[bytes]:
+    """Encode ``first`` then ``rest``; ``fallbacks`` (backends that failed before this one)
+    are repeated in a last chunk before ``[DONE]`` for clients that cannot read headers."""
     status = "cancelled"  # until proven otherwise: a disconnect ends us without reaching the end
     try:
         if first is not None:
@@ -54,4 +58,8 @@ async def sse_stream(
                 await aclose()
             except Exception:
                 pass
+    if fallbacks:
+        yield encode({"id": (first or {}).get("id", "chatcmpl-tandem"), "object": "chat.completion.chunk",
+                      "created": (first or {}).get("created", 0), "model": model_name, "choices": [],
+                      "tandem": {"fallbacks": fallbacks, "served_by": model_name}})
     yield DONE

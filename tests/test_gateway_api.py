@@ -69,8 +69,10 @@ def test_fallback_on_timeout_plain_and_stream(gateway):
     assert raw.parse().model == "up-ok"
     with client(gateway).chat.completions.with_streaming_response.create(**ask("slow"), stream=True) as response:
         assert response.headers["x-tandem-fallbacks"] == "up-slow:timeout"
-        text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
-    assert text.startswith("Hello")
+        chunks = list(response.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("Hello")
+    # the last chunk repeats the fallback for clients that cannot read headers
+    assert chunks[-1].model_extra["tandem"] == {"fallbacks": ["up-slow:timeout"], "served_by": "up-ok"}
 
 
 def test_client_error_is_not_retried_elsewhere(gateway):
@@ -90,6 +92,19 @@ def test_upstream_cut_mid_stream_ends_cleanly(gateway):
     error = json.loads(lines[-2][5:])
     assert error["error"]["code"] == "stream_interrupted"
     assert sum('"content"' in line for line in lines[:-2]) >= 2
+
+
+def test_stream_chunks_pass_through_as_they_arrive(gateway):
+    # The upstream sends 8 chunks 0.25 s apart: unbuffered, they reach the client spread out too.
+    import time
+
+    arrivals = []
+    start = time.perf_counter()
+    for chunk in client(gateway).chat.completions.create(**ask("drip"), stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.perf_counter() - start)
+    assert len(arrivals) == 8
+    assert arrivals[-1] - arrivals[0] >= 1.2  # 7 gaps of 0.25 s; a buffering proxy would deliver them at once
 
 
 def test_litellm_backend_path_and_fallback(gateway):

@@ -31,14 +31,16 @@ def local_model() -> LocalARModel:
 
 
 def sampling_params(optional_params: dict[str, Any]) -> SamplingParams:
-    stop = optional_params.get("stop") or []
+    schema = _json_schema(optional_params.get("response_format"))
+    # A stop string could cut a JSON document in half: constrained output ends when the grammar does.
+    stop = [] if schema is not None else (optional_params.get("stop") or [])
     return SamplingParams(
         max_tokens=int(optional_params.get("max_completion_tokens") or optional_params.get("max_tokens") or DEFAULT_MAX_TOKENS),
         temperature=float(optional_params.get("temperature", 0.7) if optional_params.get("temperature") is not None else 0.7),
         top_p=float(optional_params.get("top_p") or 1.0),
         seed=optional_params.get("seed"),
         stop=[stop] if isinstance(stop, str) else list(stop),
-        json_schema=_json_schema(optional_params.get("response_format")),
+        json_schema=schema,
     )
 
 

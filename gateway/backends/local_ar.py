@@ -127,7 +127,7 @@ class LocalARModel:
             return None
         from diffusion_engine.structured.ar_constraint import JsonSchemaLogitsMask
 
-        return JsonSchemaLogitsMask(self.tokenizer, schema)
+        return JsonSchemaLogitsMask(self.tokenizer, schema, vocab_size=self._model.config.vocab_size)
 
     @torch.inference_mode()
     def generate(self, messages: list[dict[str, Any]], params: SamplingParams, cancel: threading.Event) -> Iterator[TextEvent]:
@@ -154,13 +154,11 @@ class LocalARModel:
             if constraint is not None:
                 logits = constraint.apply(logits)
             token = sample_token(logits, params, generator)
+            if token in eos:  # under a constraint, EOS is allowed only once the document is complete
+                finish = "stop"
+                break
             if constraint is not None:
                 constraint.consume(token)
-            if token in eos or (constraint is not None and constraint.is_finished()):
-                finish = "stop"
-                if token not in eos:
-                    generated.append(token)
-                break
             generated.append(token)
             text = tok.decode(generated, skip_special_tokens=True)
             delta, stopped = scanner.feed(text)
@@ -168,6 +166,9 @@ class LocalARModel:
                 yield TextEvent(delta)
             if stopped:
                 finish, stopped_by_string = "stop", True
+                break
+            if constraint is not None and constraint.is_stopped():
+                finish = "stop"
                 break
             ids = torch.tensor([[token]])
         tail = "" if stopped_by_string else scanner.flush(tok.decode(generated, skip_special_tokens=True))

@@ -7,10 +7,10 @@ pooled httpx client and the bytes they send are parsed once and passed on.
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
 import httpx
+import orjson
 
 from gateway.backends.base import Backend, BackendError, upstream_model
 from router.policy import BackendSpec
@@ -39,7 +39,7 @@ class OpenAICompatBackend(Backend):
         self._model = upstream_model(spec.model)
 
     def _payload(self, body: dict[str, Any], stream: bool) -> bytes:
-        return json.dumps({**body, "model": self._model, "stream": stream}).encode()
+        return orjson.dumps({**body, "model": self._model, "stream": stream})
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         attempts = 1 + max(0, self.spec.max_retries)
@@ -52,7 +52,7 @@ class OpenAICompatBackend(Backend):
                 error = BackendError(f"{self.name}: cannot reach upstream ({exc.__class__.__name__})", connection=True)
             else:
                 if response.status_code < 400:
-                    return response.json()
+                    return orjson.loads(response.content)
                 error = _status_error(self.name, response.status_code, response.content)
                 if error.client_error:
                     raise error
@@ -71,7 +71,7 @@ class OpenAICompatBackend(Backend):
                     data = line[5:].strip()
                     if data == "[DONE]":
                         return
-                    chunk = json.loads(data)
+                    chunk = orjson.loads(data)
                     if "error" in chunk and "choices" not in chunk:
                         raise BackendError(f"{self.name}: upstream error mid-stream: {chunk['error']}", status=502)
                     yield chunk
@@ -87,8 +87,8 @@ class OpenAICompatBackend(Backend):
 
 def _status_error(name: str, status: int, content: bytes) -> BackendError:
     try:
-        detail = json.loads(content)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
+        detail = orjson.loads(content)["error"]["message"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
         detail = content[:200].decode(errors="replace")
     client_error = 400 <= status < 500 and status not in (408, 429)
     return BackendError(f"{name}: upstream returned {status}: {detail}", status=status, client_error=client_error)
