@@ -72,7 +72,7 @@ class _Builder:
 
     def flush(self) -> None:
         if self.text:
-            for tid in self.vocab.encode("".join(self.text)):
+            for tid in self.vocab.encode_cached("".join(self.text)):
                 self.ids.append(tid)
                 self.allowed.append(None)
             self.text.clear()
@@ -143,7 +143,7 @@ class _Builder:
     def value(self, slot: Slot) -> None:
         v = self.vocab
         if slot.kind is SlotKind.ENUM:
-            seqs = [v.encode(json.dumps(o, ensure_ascii=False)) for o in slot.options]
+            seqs = [v.encode_cached(json.dumps(o, ensure_ascii=False)) for o in slot.options]
             self.layout_extra["enum"][slot.index] = seqs
             width = max(len(s) for s in seqs)
             masks = []

@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterable
 import torch
 
 _DIGITS = frozenset("0123456789")
+#: printable ASCII a JSON string may hold raw (no quote, no backslash)
+_SAFE_ASCII = "".join(chr(o) for o in range(32, 127) if chr(o) not in '"\\')
 #: labels of CHOICE options, one single-character token each
 CHOICE_LABELS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -45,6 +47,7 @@ class SlotVocab:
         self._masks: dict[Any, torch.Tensor] = {}
         self._lock = threading.Lock()
         self._by_text: dict[str, int] = {}
+        self._encoded: dict[str, list[int]] = {}
         for i, text in enumerate(self.texts):
             if text and text not in self._by_text:
                 self._by_text[text] = i
@@ -69,6 +72,15 @@ class SlotVocab:
     # ------------------------------------------------------------------ tokens
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def encode_cached(self, text: str) -> list[int]:
+        """``encode`` memoised: skeleton runs (``", "``, ``"name": ``...) repeat across schemas."""
+        hit = self._encoded.get(text)
+        if hit is None:
+            hit = self.encode(text)
+            if len(self._encoded) < 200_000:
+                self._encoded[text] = hit
+        return hit
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
@@ -144,10 +156,8 @@ class SlotVocab:
 
     def string_mask(self, charset: str | None, *, pad: bool, null: bool) -> torch.Tensor:
         """String-safe tokens: no raw quote, backslash, control char or broken UTF-8."""
-        safe_ascii = "".join(chr(o) for o in range(32, 127) if chr(o) not in '"\\')
-
         def build() -> torch.Tensor:
-            base = self._only(charset, other=False) if charset else self._only(safe_ascii, other=True)
+            base = self._only(charset, other=False) if charset else self._only(_SAFE_ASCII, other=True)
             return self._with(base, self._extras(pad, null))
 
         return self.mask(("string", charset, pad, null), build)
