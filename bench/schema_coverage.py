@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import random
-import statistics
 import time
 from collections import Counter
 from pathlib import Path

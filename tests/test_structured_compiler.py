@@ -13,7 +13,7 @@ from diffusion_engine.structured.fillers import filling_from_values, random_allo
 from diffusion_engine.structured.layout import MASK, layout_for
 from diffusion_engine.structured.render import render
 from diffusion_engine.structured.skeleton import (
-    ArrayNode, ChoiceNode, ConstNode, ObjectNode, SlotKind, ValueNode,
+    ArrayNode, ChoiceNode, ConstNode, ObjectNode, SlotKind,
 )
 from diffusion_engine.structured.tiny_tokenizer import tiny_tokenizer
 

@@ -14,7 +14,6 @@ from diffusion_engine.structured.decode import StructuredGenerator, fill_structu
 from diffusion_engine.structured.errors import StructuredOutputError
 from diffusion_engine.structured.fillers import random_allowed_filling
 from diffusion_engine.structured.layout import MASK, layout_for
-from diffusion_engine.structured.render import render
 from diffusion_engine.structured.tiny_tokenizer import tiny_tokenizer
 from diffusion_engine.template import CanvasTemplate
 

@@ -21,6 +21,7 @@ from typing import Any
 from .errors import UnsatisfiableSchemaError, UnsupportedSchemaError
 from .formats import FORMAT_LENGTH
 from .schema_merge import ANNOTATIONS, escape_pointer_token, flatten, merge, resolve_ref
+from .node_types import disjoint, json_type_matches
 from .skeleton import (
     ArrayNode, ChoiceNode, ConstNode, Element, Member, Node, ObjectNode, Skeleton, Slot,
     SlotKind, ValueNode,
@@ -184,7 +185,7 @@ class _Compiler:
         if not isinstance(options, list) or not options:
             raise UnsupportedSchemaError("enum", ptr, "enum must be a non-empty array")
         if "type" in s:
-            options = [v for v in options if _json_type_matches(v, s["type"])]
+            options = [v for v in options if json_type_matches(v, s["type"])]
             if not options:
                 raise UnsatisfiableSchemaError("enum", ptr, f"no enum value has type {s['type']!r}")
         options = list({json.dumps(v, sort_keys=True): v for v in options}.values())
@@ -210,7 +211,7 @@ class _Compiler:
             raise UnsatisfiableSchemaError(
                 key, ptr, "no branch can be produced (unsatisfiable, or recursion beyond the depth bound)")
         node = self.choice_of(branches, ptr)
-        if key == "oneOf" and not _disjoint(branches):
+        if key == "oneOf" and not disjoint(branches):
             if not self.opts.overlapping_one_of:
                 raise UnsupportedSchemaError(
                     "oneOf", ptr, "branches may match the same value; use anyOf, make the branches differ "
@@ -372,63 +373,3 @@ def _infer_types(s: dict) -> list[str]:
     if any(k in s for k in _NUMBER_KEYS):
         return ["number"]
     return list(_ANY_TYPES)
-
-
-def _json_type_matches(value: Any, types: Any) -> bool:
-    names = [types] if isinstance(types, str) else list(types)
-    for t in names:
-        if t == "null" and value is None or t == "boolean" and isinstance(value, bool):
-            return True
-        if t == "string" and isinstance(value, str) or t == "object" and isinstance(value, dict):
-            return True
-        if t == "array" and isinstance(value, list):
-            return True
-        if t in ("number", "integer") and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if t == "number" or float(value).is_integer():
-                return True
-    return False
-
-
-def _node_types(node: Node | None) -> set[str]:
-    """JSON types a compiled node can produce (for oneOf disjointness)."""
-    if node is None:
-        return set()
-    if isinstance(node, ConstNode):
-        return {"const:" + json.dumps(node.value, sort_keys=True)}
-    if isinstance(node, ObjectNode):
-        return {"object"}
-    if isinstance(node, ArrayNode):
-        return {"array"}
-    if isinstance(node, ChoiceNode):
-        return set().union(*(_node_types(b) for b in node.branches))
-    slot = node.slot
-    if slot.kind is SlotKind.ENUM:
-        return {"const:" + json.dumps(v, sort_keys=True) for v in slot.options}
-    kinds = {SlotKind.STRING: "string", SlotKind.INTEGER: "number", SlotKind.NUMBER: "number"}
-    return {kinds[slot.kind]} | ({"const:null"} if slot.nullable else set())
-
-
-def _disjoint(branches: list[Node | None]) -> bool:
-    """True when no JSON value can come out of two branches (by type or by constant)."""
-    seen: set[str] = set()
-    for node in branches:
-        types = _node_types(node)
-        plain = {t for t in types if not t.startswith("const:")}
-        const_kinds = {_const_kind(c) for c in types - plain}
-        seen_plain = {t for t in seen if not t.startswith("const:")}
-        seen_const_kinds = {_const_kind(c) for c in seen - seen_plain}
-        if types & seen or plain & seen_const_kinds or const_kinds & seen_plain:
-            return False
-        seen |= types
-    return True
-
-
-def _const_kind(const: str) -> str:
-    value = json.loads(const[len("const:"):])
-    if isinstance(value, bool) or value is None:
-        return "const-only"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "object" if isinstance(value, dict) else "array"

@@ -19,7 +19,7 @@ from .compiler import DEFAULT_OPTIONS, CompileOptions, compile_schema
 from .errors import SchemaTooLargeError, UnsupportedSchemaError
 from .formats import format_charset
 from .skeleton import (
-    ArrayNode, ChoiceNode, ConstNode, Node, ObjectNode, Skeleton, Slot, SlotKind, ValueNode,
+    ArrayNode, ChoiceNode, ConstNode, Node, ObjectNode, Skeleton, Slot, SlotKind,
 )
 from .vocab import CHOICE_LABELS, SlotVocab, slot_vocab
 

@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from .layout import CanvasLayout
 from .repair import repair_value
-from .skeleton import ArrayNode, ChoiceNode, ConstNode, Node, ObjectNode, Slot, SlotKind, ValueNode
+from .skeleton import ArrayNode, ChoiceNode, ConstNode, Node, ObjectNode, Slot, SlotKind
 
 FORMAT_CHECKER = FormatChecker()
 
