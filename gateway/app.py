@@ -201,13 +201,6 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
     app.add_exception_handler(APIError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
-    @app.middleware("http")
-    async def count_errors(request: Request, call_next):
-        response = await call_next(request)
-        if response.status_code >= 400:
-            metrics.ERRORS.labels(str(response.status_code), request.url.path).inc()
-        return response
-
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         routed = await gateway.route(request)

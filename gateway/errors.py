@@ -12,6 +12,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from gateway import metrics
+
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -51,6 +53,9 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self, extra_headers: dict[str, str] | None = None) -> JSONResponse:
+        # Counted here rather than in an HTTP middleware: Starlette's BaseHTTPMiddleware
+        # re-pipes every streamed body, which costs the hot path on each chunk.
+        metrics.ERRORS.labels(str(self.status), self.type).inc()
         return JSONResponse(self.body(), status_code=self.status, headers={**self.headers, **(extra_headers or {})})
 
 
