@@ -179,6 +179,23 @@ def test_dependent_required_members_are_always_present():
     assert gates == {"card": False, "cvv": False, "note": True}
 
 
+def test_open_maps_get_model_named_members(tok):
+    schema = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}, "maxProperties": 2}
+    sk = compile_schema(schema)
+    assert sk.root.members == [] and len(sk.root.extras) == 2
+    assert compile_schema({"type": "object", "properties": {"a": {}}}).root.extras == []
+    layout = layout_for(schema, tok)
+    rng = random.Random(5)
+    sizes = set()
+    for _ in range(30):
+        value = render(layout, random_allowed_filling(layout, rng), repair=True).value
+        sizes.add(len(value))
+        assert valid(schema, value), value
+    assert sizes == {0, 1, 2}
+    # json_object mode: any object, with model-chosen keys and scalar values
+    assert len(compile_schema({"type": "object"}).root.extras) == 3
+
+
 def test_compiled_skeletons_are_cached():
     schema = {"type": "object", "properties": {"q": {"type": "string"}}}
     assert compile_schema(schema) is compile_schema(dict(schema))

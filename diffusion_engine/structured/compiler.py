@@ -23,7 +23,7 @@ from .formats import FORMAT_LENGTH
 from .schema_merge import ANNOTATIONS, escape_pointer_token, flatten, merge, resolve_ref
 from .node_types import disjoint, json_type_matches
 from .skeleton import (
-    ArrayNode, ChoiceNode, ConstNode, Element, Member, Node, ObjectNode, Skeleton, Slot,
+    ArrayNode, ChoiceNode, ConstNode, Element, ExtraMember, Member, Node, ObjectNode, Skeleton, Slot,
     SlotKind, ValueNode,
 )
 
@@ -56,6 +56,10 @@ class CompileOptions:
     #: render time, and a document no repair fixes raises StructuredOutputError. Off by
     #: default: compiled schemas then always yield valid documents.
     overlapping_one_of: bool = False
+    #: model-named key/value slots laid out for an open object that declares no properties
+    #: (a map, or ``response_format=json_object``); 0 turns them off
+    open_object_slots: int = 3
+    key_budget: int = 6
 
 
 DEFAULT_OPTIONS = CompileOptions()
@@ -275,7 +279,25 @@ class _Compiler:
         if "maxProperties" in s and s["maxProperties"] < len(members):
             raise UnsupportedSchemaError(
                 "maxProperties", ptr, "only maxProperties >= number of declared properties is supported")
-        return ObjectNode(members)
+        return ObjectNode(members, self.extras(s, ptr, stack, members, extra, patterns))
+
+    def extras(self, s: dict, ptr: str, stack: tuple[str, ...], members: list[Member], extra: Any,
+               patterns: list) -> list[ExtraMember]:
+        """Gated model-named members for open maps (no declared properties, no key patterns)."""
+        count = self.opts.open_object_slots
+        if "maxProperties" in s:
+            count = min(count, s["maxProperties"] - len(members))
+        if count <= 0 or extra is False or s.get("properties") or patterns:
+            return []
+        sub_ptr = f"{ptr}/additionalProperties"
+        out: list[ExtraMember] = []
+        for _ in range(count):
+            node = self.optional(extra, sub_ptr, stack)
+            if node is None:
+                break
+            key = self.slot(SlotKind.STRING, sub_ptr, constraints={"type": "string"}, budget=self.opts.key_budget)
+            out.append(ExtraMember(key, node, self.slot(SlotKind.GATE, sub_ptr, marker=",")))
+        return out
 
     def array(self, s: dict, ptr: str, stack: tuple[str, ...]) -> Node | None:
         items = s.get("items", True)

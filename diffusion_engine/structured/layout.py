@@ -102,6 +102,11 @@ class _Builder:
                 else:
                     self.fixed(key + ": ")
                 self.node(m.node)
+            for i, x in enumerate(node.extras):
+                self.gate(x.gate)
+                self.value(x.key)
+                self.fixed(": ")
+                self.node(x.node)
             self.fixed("}")
         elif isinstance(node, ArrayNode):
             self.fixed("[")

@@ -89,6 +89,13 @@ class _Renderer:
             for m in node.members:
                 if m.gate is None or self.present(m.gate):
                     obj[m.key] = self.node(m.node)
+            for x in node.extras:
+                if self.present(x.gate):
+                    key = self.value(x.key)
+                    if key in obj:  # a repeated name would silently overwrite: drop it
+                        self.out.normalized += 1
+                        continue
+                    obj[key] = self.node(x.node)
             return obj
         if isinstance(node, ArrayNode):
             return self.array(node)

@@ -69,8 +69,19 @@ class Member:
 
 
 @dataclass(eq=False)
+class ExtraMember:
+    """A model-named property of an open object: gate, key (a STRING slot), value."""
+
+    key: Slot
+    node: "Node"
+    gate: Slot
+
+
+@dataclass(eq=False)
 class ObjectNode:
     members: list[Member]
+    #: open objects without declared properties (maps, ``json_object``): model-named keys
+    extras: list[ExtraMember] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -114,6 +125,7 @@ class Skeleton:
             node = stack.pop()
             yield node
             if isinstance(node, ObjectNode):
+                stack.extend(x.node for x in reversed(node.extras))
                 stack.extend(m.node for m in reversed(node.members))
             elif isinstance(node, ArrayNode):
                 stack.extend(e.node for e in reversed(node.elements))
