@@ -196,6 +196,22 @@ def test_open_maps_get_model_named_members(tok):
     assert len(compile_schema({"type": "object"}).root.extras) == 3
 
 
+def test_unsatisfiable_scalars_are_refused_or_pruned():
+    impossible = {"type": "string", "pattern": "/^[0-9]{4}$/", "minLength": 4, "maxLength": 4}
+    with pytest.raises(UnsupportedSchemaError, match="'pattern' at /"):
+        compile_schema(impossible)
+    with pytest.raises(UnsupportedSchemaError, match="'minimum' at /"):
+        compile_schema({"type": "integer", "minimum": 5, "maximum": 4})
+    sk = compile_schema({"type": "object", "properties": {"year": impossible, "ok": {"type": "boolean"}}})
+    assert [m.key for m in sk.root.members] == ["ok"]
+
+
+def test_oneof_of_untyped_branches_counts_as_overlapping():
+    schema = {"oneOf": [{"type": "string"}, {"properties": {"a": {"type": "integer"}}}]}
+    with pytest.raises(UnsupportedSchemaError, match="'oneOf'"):
+        compile_schema(schema)  # the second branch accepts strings too
+
+
 def test_compiled_skeletons_are_cached():
     schema = {"type": "object", "properties": {"q": {"type": "string"}}}
     assert compile_schema(schema) is compile_schema(dict(schema))

@@ -18,10 +18,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UnsatisfiableSchemaError, UnsupportedSchemaError
-from .formats import FORMAT_LENGTH
+from jsonschema import Draft202012Validator
+
+from .errors import StructuredOutputError, UnsatisfiableSchemaError, UnsupportedSchemaError
+from .formats import FORMAT_CHECKER, FORMAT_LENGTH
 from .schema_merge import ANNOTATIONS, escape_pointer_token, flatten, merge, resolve_ref
 from .node_types import disjoint, json_type_matches
+from .repair import repair_value
 from .skeleton import (
     ArrayNode, ChoiceNode, ConstNode, Element, ExtraMember, Member, Node, ObjectNode, Skeleton, Slot,
     SlotKind, ValueNode,
@@ -215,7 +218,7 @@ class _Compiler:
             raise UnsatisfiableSchemaError(
                 key, ptr, "no branch can be produced (unsatisfiable, or recursion beyond the depth bound)")
         node = self.choice_of(branches, ptr)
-        if key == "oneOf" and not disjoint(branches):
+        if key == "oneOf" and not (disjoint(branches) and all(self.typed_schema(p, ptr) for p in parts)):
             if not self.opts.overlapping_one_of:
                 raise UnsupportedSchemaError(
                     "oneOf", ptr, "branches may match the same value; use anyOf, make the branches differ "
@@ -226,6 +229,15 @@ class _Compiler:
             node.exclusive = True
             node.branch_schemas = tuple(parts)
         return node
+
+    def typed_schema(self, schema: Any, ptr: str) -> bool:
+        """The schema itself restricts the JSON type (type/const/enum), so its compiled node's
+        types are all it accepts; {"properties": ...} alone also accepts strings, numbers..."""
+        try:
+            flat = flatten(self.root, schema, ptr)
+        except UnsupportedSchemaError:
+            return False
+        return any(k in flat for k in ("type", "const", "enum"))
 
     def choice_of(self, branches: list[Node | None], ptr: str) -> Node | None:
         kept = [b for b in branches if b is not None]
@@ -347,8 +359,10 @@ class _Compiler:
             budget = s["maxLength"]
         budget = max(budget, int(s.get("minLength", 0) or 0))
         budget = max(1, min(budget, self.opts.max_string_budget))
-        return ValueNode(self.slot(SlotKind.STRING, ptr, constraints=constraints, budget=budget,
-                                   nullable=nullable, fmt=fmt))
+        slot = self.slot(SlotKind.STRING, ptr, constraints=constraints, budget=budget, nullable=nullable, fmt=fmt)
+        if len(constraints) > 1:
+            _require_witness(slot)
+        return ValueNode(slot)
 
     def number(self, type_: str, s: dict, ptr: str, nullable: bool) -> Node:
         for key in ("exclusiveMinimum", "exclusiveMaximum"):
@@ -361,7 +375,21 @@ class _Compiler:
         if type_ == "integer" and len(bounds) >= 2:
             budget = min(budget, len(str(int(max(bounds)))) + 1)
         kind = SlotKind.INTEGER if type_ == "integer" else SlotKind.NUMBER
-        return ValueNode(self.slot(kind, ptr, constraints=constraints, budget=budget, nullable=nullable))
+        slot = self.slot(kind, ptr, constraints=constraints, budget=budget, nullable=nullable)
+        if len(constraints) > 1:
+            _require_witness(slot)
+        return ValueNode(slot)
+
+
+def _require_witness(slot: Slot) -> None:
+    """Compile only slots that repair can always satisfy (an impossible pattern+length, empty
+    bounds, an unknown-but-checked format refuse here instead of failing at run time)."""
+    validator = Draft202012Validator(slot.constraints, format_checker=FORMAT_CHECKER)
+    try:
+        repair_value(slot, None, validator.is_valid)
+    except StructuredOutputError as exc:
+        keyword = next((k for k in ("pattern", "format", "multipleOf") if k in slot.constraints), "minimum")
+        raise UnsatisfiableSchemaError(keyword, slot.pointer, f"no value satisfies {slot.constraints}") from exc
 
 
 def _dependent_required(s: dict, ptr: str) -> dict[str, list[str]]:

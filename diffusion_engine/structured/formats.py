@@ -8,6 +8,11 @@ import string
 from re import _constants as sre_c  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 
+from jsonschema import FormatChecker
+
+#: the checker every validation in this package uses (slot checks, documents, repair)
+FORMAT_CHECKER = FormatChecker()
+
 _DIGITS = string.digits
 _HEX = string.digits + "abcdefABCDEF"
 _EMAIL = string.ascii_letters + string.digits + "._%+-@"
@@ -31,6 +36,11 @@ FORMATS: dict[str, tuple[str, str]] = {
     "uri-reference": (_URI, "https://example.com"),
     "iri-reference": (_URI, "https://example.com"),
     "duration": (_DIGITS + "PYMWDTHS.", "P1D"),
+    "json-pointer": (_URI, "/a"),
+    "relative-json-pointer": (_DIGITS + "/#~", "0"),
+    "regex": (string.ascii_letters + string.digits + ".*+?[]()|^$-", "a"),
+    "uri-template": (_URI + "{}", "https://example.com"),
+    "color": (string.ascii_letters + string.digits + "#", "red"),
 }
 
 #: how many characters a value of the format takes at most (slot budget in characters)

@@ -13,13 +13,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 
+from .formats import FORMAT_CHECKER
 from .layout import CanvasLayout
 from .repair import repair_value
 from .skeleton import ArrayNode, ChoiceNode, ConstNode, Node, ObjectNode, Slot, SlotKind
 
-FORMAT_CHECKER = FormatChecker()
 
 
 @dataclass
