@@ -69,10 +69,17 @@ def test_training_mask_is_causal_context_plus_bidirectional_block():
     assert m[c1 + 1, :p].all() and not m[c1 + 1, p : p + a].any()
     # positions of noisy copies repeat the clean answer's positions
     assert torch.equal(b.position_ids[0, c1 : c1 + a], torch.arange(p, p + a))
-    # inputs: copy 1 masked where m1, copy 2 on the complement; answer padded with PAD
+    # inputs: copy 1 masked where m1, copy 2 on the complement; the clean answer is padded
+    # with PAD, and pads are masked in both noisy copies (and never targets)
     answer = torch.tensor([20, 21, 22, 23, 24, PAD, PAD, PAD])
-    assert torch.equal(b.input_ids[0, c1 : c1 + a], torch.where(m1, MASK, answer))
-    assert torch.equal(b.input_ids[0, c1 + a :], torch.where(~m1, MASK, answer))
+    pad = answer == PAD
+    assert torch.equal(b.input_ids[0, p : p + a], answer)
+    assert torch.equal(b.input_ids[0, c1 : c1 + a], torch.where(m1 | pad, MASK, answer))
+    assert torch.equal(b.input_ids[0, c1 + a :], torch.where(~m1 | pad, MASK, answer))
+    assert sorted(b.targets.tolist()) == [20, 21, 22, 23, 24]
+    legacy = pack([ex], BS, MASK, PAD, torch.Generator(), copy1_masks=[m1], supervise_padding=True)
+    assert sorted(legacy.targets.tolist()) == [PAD] * 3 + [20, 21, 22, 23, 24]
+    assert torch.equal(legacy.input_ids[0, c1 : c1 + a], torch.where(m1, MASK, answer))
 
 
 def test_loss_targets_are_exactly_the_masked_positions_with_token_shift():

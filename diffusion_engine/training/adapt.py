@@ -3,6 +3,7 @@
     python -m diffusion_engine.training.adapt --config diffusion_engine/training/configs/default.yaml
     python -m diffusion_engine.training.adapt --config ... --resume          # continue the latest checkpoint
     python -m diffusion_engine.training.adapt --config ... --export-only     # write the adapter from it
+    python -m diffusion_engine.training.adapt --config ... --export-only --export-to diffusion_engine/adapters/smollm2_block
 
 Outputs under ``runs/<name>/``: ``train.log``, ``metrics.jsonl``, ``checkpoints/step_*.pt``
 (adapter fp32 + optimiser + data cursor + RNG, so a resumed run continues the same
@@ -129,7 +130,8 @@ def train(lm: BlockDiffusionLM, examples: list[Example], cfg: dict, run: Path, r
                dynamic_ncols=False, ncols=100, file=sys.stderr)
     while step < tcfg["max_steps"]:
         t0 = time.time()
-        batch = pack(stream.next_group(), bs, acfg.mask_token_id, acfg.pad_token_id, gen)
+        batch = pack(stream.next_group(), bs, acfg.mask_token_id, acfg.pad_token_id, gen,
+                     supervise_padding=tcfg.get("supervise_padding", False))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tcfg)
         loss = masked_diffusion_loss(lm, batch)
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true", help="continue from runs/<name>/checkpoints")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
     ap.add_argument("--export-only", action="store_true", help="write runs/<name>/adapter from the latest checkpoint")
+    ap.add_argument("--export-to", type=Path, default=None, help="with --export-only: folder to write instead")
     args = ap.parse_args(argv)
     cfg = yaml.safe_load(args.config.read_text())
     run = RUNS / cfg["name"]
@@ -197,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
             raise FileNotFoundError(f"no checkpoint under {run / 'checkpoints'} to export")
         state = torch.load(ck, weights_only=False)
         lm.load_adapter_state(state["adapter"])
-        print(save_adapter(lm, run / "adapter", extra={"step": state["step"], **state["totals"]}))
+        folder = args.export_to or run / "adapter"
+        print(save_adapter(lm, folder, extra={"run": cfg["name"], "step": state["step"], **state["totals"]}))
         return
     t0 = time.time()
     with lm.adapter_off():  # the AR teacher is the untouched base

@@ -11,6 +11,11 @@
 * Token shift: the target at answer index ``u`` is predicted from the hidden state of
   index ``u-1`` in the same noisy copy, except at a block start, where (as at
   inference) the last clean token before the block predicts it.
+* Padding after the answer's ``<|im_end|>`` is, by default, a mask token in both copies
+  and never a target: the engine stops at the first accepted EOS, so nothing needs to be
+  predicted there, and supervising pads taught a strong "the answer ends here" prior at
+  far canvas positions (early stops on free text). ``supervise_padding=True`` restores
+  LLaDA-style EOS/pad supervision.
 
 Several examples are packed into one row with a block-diagonal mask (positions restart
 per example), which keeps 1-thread CPU matmuls large without padding waste.
@@ -70,6 +75,7 @@ def pack(
     pad_id: int,
     generator: torch.Generator,
     copy1_masks: list[torch.Tensor] | None = None,
+    supervise_padding: bool = False,
 ) -> PackedBatch:
     """Lay out ``examples`` in one row (see module doc). ``copy1_masks`` overrides sampling (tests)."""
     ids, pos, kind, block, sample = [], [], [], [], []
@@ -85,6 +91,9 @@ def pack(
         answer_tokens += len(ex.answer_ids)
         m1 = copy1_masks[n] if copy1_masks is not None else sample_block_masks(a, block_size, generator)
         copy_masks = [m1, ~m1]
+        is_pad = torch.arange(a) >= len(ex.answer_ids)
+        if not supervise_padding:
+            copy_masks = [m | is_pad for m in copy_masks]
         # clean prompt + clean answer
         clean = list(ex.prompt_ids) + answer
         ids += clean
@@ -100,7 +109,8 @@ def pack(
             kind += [c] * a
             block += [u // block_size for u in range(a)]
             sample += [n] * a
-            for u in torch.nonzero(m).flatten().tolist():
+            supervised = m if supervise_padding else m & ~is_pad
+            for u in torch.nonzero(supervised).flatten().tolist():
                 src = offset + p + u - 1 if u % block_size == 0 else start + u - 1
                 sources.append(src)
                 targets.append(answer[u])
