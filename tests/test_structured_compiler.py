@@ -212,6 +212,11 @@ def test_oneof_of_untyped_branches_counts_as_overlapping():
         compile_schema(schema)  # the second branch accepts strings too
 
 
+def test_malformed_schema_is_a_client_error():
+    with pytest.raises(UnsupportedSchemaError, match="malformed schema"):
+        compile_schema({"type": "object", "properties": {"a": {"type": "string"}}, "minProperties": "2"})
+
+
 def test_compiled_skeletons_are_cached():
     schema = {"type": "object", "properties": {"q": {"type": "string"}}}
     assert compile_schema(schema) is compile_schema(dict(schema))

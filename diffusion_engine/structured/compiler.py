@@ -88,7 +88,15 @@ def compile_schema(schema: Any, options: CompileOptions = DEFAULT_OPTIONS) -> Sk
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    skeleton = _Compiler(schema, options).run(digest)
+    try:
+        skeleton = _Compiler(schema, options).run(digest)
+    except UnsupportedSchemaError:
+        raise
+    except RecursionError as exc:
+        raise UnsupportedSchemaError("$ref", "/", "schema nesting is too deep to compile") from exc
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # malformed keyword values ("required": "x", "minLength": "5"...) are client errors
+        raise UnsupportedSchemaError("schema", "/", f"malformed schema: {type(exc).__name__}: {exc}") from exc
     with _cache_lock:
         _cache[key] = skeleton
         while len(_cache) > _CACHE_SIZE:
