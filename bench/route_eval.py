@@ -19,7 +19,17 @@ import numpy as np
 
 from router.types import TASKS
 
-DEFAULT_DEV = Path(os.environ.get("TANDEM_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "eval" / "route_dev.jsonl"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_dev_path() -> Path:
+    """shared/eval/route_dev.jsonl: $TANDEM_SHARED, else shared/ in or beside the checkout."""
+    candidates = [Path(os.environ["TANDEM_SHARED"])] if os.environ.get("TANDEM_SHARED") else []
+    candidates += [ROOT / "shared", ROOT.parent / "shared"]
+    for base in candidates:
+        if (base / "eval" / "route_dev.jsonl").exists():
+            return base / "eval" / "route_dev.jsonl"
+    return candidates[0] / "eval" / "route_dev.jsonl"
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -88,13 +98,13 @@ def print_report(result: dict, show_errors: bool) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dev", type=Path, default=DEFAULT_DEV)
+    ap.add_argument("--dev", type=Path, default=None, help="default: shared/eval/route_dev.jsonl")
     ap.add_argument("--shape-only", action="store_true", help="use_content=False")
     ap.add_argument("--show-errors", action="store_true")
     args = ap.parse_args()
     for var, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1")):
         os.environ.setdefault(var, value)
-    result = evaluate(load_rows(args.dev), use_content=not args.shape_only)
+    result = evaluate(load_rows(args.dev or default_dev_path()), use_content=not args.shape_only)
     print_report(result, args.show_errors)
 
 

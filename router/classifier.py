@@ -36,17 +36,16 @@ class TaskClassifier:
         except Exception as exc:  # malformed bodies must not break routing
             log.warning("shape rules failed: %s", exc)
             return Classification("chat", stream, (f"shape rules failed ({type(exc).__name__})",))
-        if not use_content or shape.task is not None:
+        if not use_content or shape.task is not None or shape.prediction_text:
+            # Shape decided. With Predicted Outputs the reply rewrites the predicted text,
+            # so what that text is (code or prose) decides between code and edit.
             return self._shape_only(shape, stream)
         turn = last_turn(request)
         probs = self._content_probabilities(turn)
         if probs is None:
             return self._features_only(shape, turn, stream)
-        if shape.prediction_text is not None:
-            # Predicted Outputs means the reply rewrites given text: code or prose edit.
+        if shape.prediction_text is not None:  # empty prediction: content picks edit or code
             probs = {k: v for k, v in probs.items() if k in ("code", "edit")}
-            total = sum(probs.values()) or 1.0
-            probs = {k: v / total for k, v in probs.items()}
         task = max(probs, key=probs.get)
         reasons = (*shape.reasons, f"content model: {task} (p={probs[task]:.2f})")
         return Classification(task, stream, reasons, confidence=probs[task])
@@ -78,7 +77,7 @@ class TaskClassifier:
         if shape.task is not None:
             return Classification(shape.task, stream, shape.reasons)
         if shape.prediction_text is not None:
-            task = "code" if looks_like_code(shape.prediction_text) > 0.5 else "edit"
+            task = "code" if _is_code(shape.prediction_text) else "edit"
             return Classification(task, stream, (*shape.reasons, f"predicted text looks like {task}"))
         return Classification("chat", stream, (*shape.reasons, "shape rules only"))
 
@@ -86,8 +85,12 @@ class TaskClassifier:
         note = f"content model unavailable ({self._content_error}); features-only rules"
         task, why = rules_only_task(turn)
         if shape.prediction_text is not None and task not in ("code", "edit"):
-            task = "code" if looks_like_code(shape.prediction_text) > 0.5 else "edit"
+            task = "code" if _is_code(shape.prediction_text) else "edit"
         return Classification(task, stream, (*shape.reasons, note, why))
+
+
+def _is_code(text: str) -> bool:
+    return "```" in text or looks_like_code(text) >= 0.4
 
 
 _singleton: TaskClassifier | None = None

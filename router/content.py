@@ -70,7 +70,7 @@ CODE_VERB = re.compile(
 FEATURE_NAMES: tuple[str, ...] = (
     "has_fence", "code_symbol_ratio", "code_line_ratio", "diff_lines", "format_word",
     "format_request", "pasted_passage", "log_length", "prior_code", "prior_assistant",
-    "placeholder", "prog_lang", "ends_with_question", "non_ascii_ratio", "edit_verb", "code_verb",
+    "placeholder", "prog_lang", "asks_question", "non_ascii_ratio", "edit_verb", "code_verb",
 )
 
 
@@ -141,7 +141,11 @@ def _pasted_passage(text: str) -> float:
 
 
 def turn_features(turn: Turn) -> list[float]:
+    """Material features (code, diff, passage, length) on the whole turn; wording
+    features (format request, language named, verbs, question) on the instruction window
+    so that e.g. a ```python fence tag does not read as "asks for Python"."""
     text = turn.text
+    words = instruction_window(text)
     n = max(len(text), 1)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     diff = sum(1 for ln in lines if DIFF_LINE.match(ln)) / len(lines) if len(lines) >= 3 else 0.0
@@ -151,18 +155,18 @@ def turn_features(turn: Turn) -> list[float]:
         min(sum(1 for c in text if c in CODE_SYMBOLS) / n * 10, 3.0),
         looks_like_code(text),
         diff,
-        1.0 if FORMAT_WORD.search(text) else 0.0,
-        1.0 if FORMAT_REQUEST.search(text) else 0.0,
+        1.0 if FORMAT_WORD.search(words) else 0.0,
+        1.0 if FORMAT_REQUEST.search(words) else 0.0,
         _pasted_passage(text),
         math.log1p(len(text)) / 5,
         prior_code,
         1.0 if turn.has_prior_assistant else 0.0,
         1.0 if PLACEHOLDER.search(text) else 0.0,
-        1.0 if PROG_LANG.search(text) else 0.0,
-        1.0 if text.rstrip().endswith("?") else 0.0,
+        1.0 if PROG_LANG.search(words) else 0.0,
+        1.0 if "?" in words[-80:] else 0.0,
         sum(1 for c in text if ord(c) > 127) / n,
-        1.0 if EDIT_VERB.search(text) else 0.0,
-        1.0 if CODE_VERB.search(text) else 0.0,
+        1.0 if EDIT_VERB.search(words) else 0.0,
+        1.0 if CODE_VERB.search(words) else 0.0,
     ]
 
 
@@ -172,8 +176,8 @@ def rules_only_task(turn: Turn) -> tuple[str, str]:
     carries_code = f["has_fence"] or f["code_line_ratio"] > 0.5
     if f["code_verb"] or (carries_code and not f["edit_verb"]) or (f["prior_code"] and f["prog_lang"]):
         return "code", "features: code request or code carried"
-    if f["edit_verb"] and (f["pasted_passage"] or f["prior_assistant"]):
-        return "edit", "features: rewrite verb with supplied text"
+    if f["edit_verb"]:
+        return "edit", "features: rewrite verb"
     if f["format_request"]:
         return "structured", "features: output format requested in text"
     return "chat", "features: nothing specific"
@@ -185,6 +189,13 @@ DEFAULT_HEAD_PATH = Path(__file__).resolve().parent / "content_head.npz"
 EMBED_CACHE_SIZE = 512
 
 
+def design_matrix(embedding: np.ndarray, features: np.ndarray, embed_scale: float,
+                  feature_mean: np.ndarray, feature_std: np.ndarray) -> np.ndarray:
+    """[embedding * scale, standardised features], the head's input (rows or one row)."""
+    scaled = (np.asarray(features, dtype=np.float32) - feature_mean) / feature_std
+    return np.concatenate([embedding * embed_scale, scaled], axis=-1).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class ContentHead:
     """Softmax regression over [embedding, standardised features]; weights come from
@@ -194,6 +205,9 @@ class ContentHead:
     bias: np.ndarray  # (n_labels,)
     feature_mean: np.ndarray
     feature_std: np.ndarray
+    #: unit-length embeddings are scaled up to weigh against the standardised features
+    #: under one L2 penalty (chosen by leave-one-template-family-out accuracy)
+    embed_scale: float
     labels: tuple[str, ...] = CONTENT_LABELS
 
     @classmethod
@@ -209,11 +223,12 @@ class ContentHead:
                                  f"{FEATURE_NAMES}; retrain with `python -m router.train_head`")
             return cls(weights=z["weights"].astype(np.float32), bias=z["bias"].astype(np.float32),
                        feature_mean=z["feature_mean"], feature_std=z["feature_std"],
+                       embed_scale=float(z["embed_scale"]),
                        labels=tuple(str(x) for x in z["labels"]))
 
     def design(self, embedding: np.ndarray, features: np.ndarray) -> np.ndarray:
-        scaled = (features - self.feature_mean) / self.feature_std
-        return np.concatenate([embedding, scaled.astype(np.float32)], axis=-1)
+        return design_matrix(embedding, features, self.embed_scale, self.feature_mean,
+                             self.feature_std)
 
     def probabilities(self, embedding: np.ndarray, features: Sequence[float]) -> np.ndarray:
         logits = self.design(embedding, np.asarray(features, dtype=np.float32)) @ self.weights + self.bias

@@ -102,6 +102,8 @@ def chat_creative(rng):
     return "creative", user(pick(rng, [
         f"Write {pick(rng, V.CREATIVE_FORMS)} about {pick(rng, V.CREATIVE_THEMES)}.",
         f"write {pick(rng, V.CREATIVE_FORMS)} about {pick(rng, V.CREATIVE_THEMES)}",
+        f"Tell me a funny story about {pick(rng, V.CREATIVE_THEMES)}.",
+        f"Compose {pick(rng, V.CREATIVE_FORMS)} about {pick(rng, V.CREATIVE_THEMES)}, please.",
         f"Could you write a blog post about {subject(rng)} for beginners?",
         f"Write a short essay on {subject(rng)}.",
     ]))

@@ -59,7 +59,11 @@ CREATIVE_THEMES = ["a lonely lighthouse", "a cat who hates Mondays", "JSON parsi
                    "a failing CI pipeline", "the first day of spring", "a retired astronaut",
                    "a merge conflict", "YAML indentation", "a sourdough starter named Bob",
                    "a null pointer", "a rainy train station", "an overworked barista",
-                   "Kubernetes pods restarting", "a regex that matches everything"]
+                   "Kubernetes pods restarting", "a regex that matches everything",
+                   "Python decorators", "a bash script that never finishes", "SQL joins",
+                   "JavaScript's this keyword", "Rust's borrow checker", "a Dockerfile that grew too big",
+                   "a junior dev's first pull request", "a function with no tests", "legacy Java code",
+                   "a CSV file with a missing comma", "an API that returns 500", "Go's gofmt"]
 
 PEOPLE = ["Maya", "Tom", "Priya", "Jonas", "Aisha", "Lukas", "Chen", "Sofia", "Diego", "Hannah",
           "Kwame", "Elena", "Raj", "Ingrid", "Omar", "Yuki"]
