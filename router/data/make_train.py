@@ -439,9 +439,14 @@ def code_followup(rng):
     return "followup", pick(rng, [
         [{"role": "user", "content": f"Write a helper to {pick(rng, V.CODE_TASKS)}."},
          {"role": "assistant", "content": f"Here you go:\n\n{block}"},
-         {"role": "user", "content": pick(rng, ["Now add retries for network errors.",
-                                                "Make it async.", "Add a flag to skip hidden files.",
-                                                "Can you also handle the empty case?"])}],
+         {"role": "user", "content": pick(rng, [
+             "Now add retries for network errors.", "Make it async.",
+             "Add a flag to skip hidden files.", "Can you also handle the empty case?",
+             # rewrite-sounding turns about code are still code
+             "Make it shorter.", "Make it more readable.", "Now make it ignore case as well.",
+             f"Rename it to {pick(rng, V.FN_NAMES)} and add a docstring.",
+             "Make it handle unicode input too.", "Simplify it, it's too clever.",
+             "Translate it to TypeScript.", "Clean it up a bit, the names are bad."])}],
         [{"role": "user", "content": f"How would you approach {pick(rng, V.CODE_TASKS)}?"},
          {"role": "assistant", "content": "I'd first normalise the inputs, then compare them pairwise and keep the best match."},
          {"role": "user", "content": f"Makes sense. Write it in {V.LANG_NAMES[lang]}."}],
