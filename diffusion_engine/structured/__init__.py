@@ -3,12 +3,13 @@ llguidance-constrained decoding (AR fallback). See compiler.py, decode.py, ar_co
 
 from .compiler import CompileOptions, compile_schema, schema_digest
 from .errors import (
-    OutputTruncatedError, SchemaTooLargeError, StructuredOutputError, UnsupportedSchemaError,
+    OutputTruncatedError, SchemaTooLargeError, StructuredOutputError, UnsatisfiableSchemaError,
+    UnsupportedSchemaError,
 )
 from .layout import CanvasLayout, layout_for
 
 __all__ = [
     "CanvasLayout", "CompileOptions", "OutputTruncatedError", "SchemaTooLargeError",
-    "StructuredOutputError", "UnsupportedSchemaError", "compile_schema", "layout_for",
+    "StructuredOutputError", "UnsatisfiableSchemaError", "UnsupportedSchemaError", "compile_schema", "layout_for",
     "schema_digest",
 ]
