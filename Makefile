@@ -41,7 +41,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not integration"
 
 bench: install
-	$(PY) -m bench.run_all
+	$(PY) -m bench.run_all $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -24,18 +24,37 @@ def chat(base: str, key: str = "x", model: str = "direct") -> httpx.Response:
                       json={"model": model, "messages": [{"role": "user", "content": "hi"}]}, timeout=20)
 
 
-def test_api_keys_when_configured(fake_upstream):
-    server = start_gateway(FIXTURES / "upstream_policy.yaml",
-                           {"UPSTREAM_BASE": fake_upstream.base + "/v1", "TANDEM_TEST_KEY": "sk-right"})
-    try:
-        missing = httpx.post(server.base + "/v1/chat/completions", json={"model": "direct", "messages": []})
-        assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
-        assert chat(server.base, "sk-wrong").status_code == 401
-        with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=server.base + "/v1", api_key="sk-wrong", max_retries=0).models.list()
-        assert chat(server.base, "sk-right").status_code == 200
-    finally:
-        server.stop()
+@pytest.fixture(scope="module")
+def guarded_gateway(fake_upstream, tmp_path_factory):
+    """API keys on and at most one request in flight."""
+    policy = tmp_path_factory.mktemp("guarded") / "policy.yaml"
+    policy.write_text((FIXTURES / "upstream_policy.yaml").read_text().replace("max_concurrency: 64", "max_concurrency: 1"))
+    server = start_gateway(policy, {"UPSTREAM_BASE": fake_upstream.base + "/v1", "TANDEM_TEST_KEY": "sk-right"})
+    yield server
+    server.stop()
+
+
+def test_api_keys_when_configured(guarded_gateway):
+    server = guarded_gateway
+    missing = httpx.post(server.base + "/v1/chat/completions", json={"model": "direct", "messages": []})
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
+    assert chat(server.base, "sk-wrong").status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.base + "/v1", api_key="sk-wrong", max_retries=0).models.list()
+    assert chat(server.base, "sk-right").status_code == 200
+
+
+def test_over_the_concurrency_limit_is_429_then_serves_again(guarded_gateway):
+    server = guarded_gateway
+    headers = {"authorization": "Bearer sk-right"}
+    body = {"model": "drip", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", server.base + "/v1/chat/completions", json=body, headers=headers, timeout=20) as first:
+        assert first.status_code == 200  # holds the only slot while the upstream drips
+        second = chat(server.base, "sk-right")
+        assert second.status_code == 429 and second.headers["retry-after"] == "1"
+        assert second.json()["error"]["type"] == "rate_limit_error"
+        assert [line for line in first.iter_lines() if line][-1] == "data: [DONE]"
+    assert chat(server.base, "sk-right").status_code == 200
 
 
 def test_reload_keeps_old_policy_on_invalid_file_and_swaps_on_valid(fake_upstream, tmp_path):

@@ -148,8 +148,8 @@ class LocalARModel:
             if cancel.is_set():
                 finish = "cancelled"
                 break
-            out = model(input_ids=ids, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = model(input_ids=ids, cache=past, use_cache=True)
+            past = out.cache
             logits = out.logits[0, -1]
             if constraint is not None:
                 logits = constraint.apply(logits)

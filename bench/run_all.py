@@ -1,0 +1,41 @@
+"""`make bench`: every benchmark, one after another (never two heavy jobs at once).
+
+Each writes its JSON under bench/results/; BENCHMARKS.md holds the numbers of record.
+Pass names to run a subset: ``python -m bench.run_all route overhead``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+BENCHES: dict[str, list[str]] = {
+    "route": ["-m", "bench.route_eval"],
+    "overhead": ["-m", "bench.overhead"],
+    "engine": ["-m", "bench.engine_vs_transformers"],
+    "schemas": ["-m", "bench.schema_coverage", "--limit", "200"],
+    "diffusion-model": ["-m", "diffusion_engine.eval"],
+}
+
+
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; choose from {list(BENCHES)}", file=sys.stderr)
+        return 2
+    failed = []
+    for name in names or list(BENCHES):
+        print(f"\n=== {name} ===", flush=True)
+        start = time.perf_counter()
+        code = subprocess.call([sys.executable, *BENCHES[name]])
+        print(f"=== {name}: exit {code} in {time.perf_counter() - start:.0f} s ===", flush=True)
+        if code:
+            failed.append(name)
+    if failed:
+        print(f"failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
