@@ -256,7 +256,7 @@ class ContentModel:
             if self._head is None:
                 head = ContentHead.load(self._head_path)
                 embedder = self._embedder or shared_embedder()
-                embedder.load()
+                embedder.warmup()
                 self._embedder = embedder
                 self._head = head
 

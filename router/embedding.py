@@ -23,6 +23,27 @@ import numpy as np
 #: features instead, see ``router.content``).
 MAX_TOKENS = 64
 EMBED_DIM = 384
+LENGTH_BUCKETS = (16, 32, MAX_TOKENS)
+
+
+def _compute_dtype():
+    """bfloat16 where the CPU has native bf16 matmuls (AVX512-BF16/AMX), else float32.
+
+    On such CPUs bf16 roughly halves encoder latency; embeddings agree with float32 to a
+    cosine of ~0.999. ROUTER_EMBED_DTYPE=float32|bfloat16 overrides the choice.
+    """
+    import torch
+
+    wanted = os.environ.get("ROUTER_EMBED_DTYPE", "").strip().lower()
+    if wanted in ("float32", "fp32"):
+        return torch.float32
+    if wanted in ("bfloat16", "bf16"):
+        return torch.bfloat16
+    try:
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        native = False
+    return torch.bfloat16 if native else torch.float32
 
 
 def model_dir() -> Path:
@@ -49,10 +70,20 @@ class SentenceEmbedder:
         self._lock = threading.Lock()
         self._model = None
         self._tokenizer = None
+        self._dtype = None
 
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    @property
+    def dtype(self):
+        """torch dtype the encoder runs in (None until loaded)."""
+        return self._dtype
 
     def load(self) -> None:
         """Load tokenizer and weights once per instance (thread-safe, idempotent)."""
@@ -73,6 +104,8 @@ class SentenceEmbedder:
             if getattr(model, "pooler", None) is not None:
                 model.pooler = None
             model.eval()
+            self._dtype = _compute_dtype()
+            model = model.to(self._dtype)
             # torch's thread count is process-wide and the diffusion engine may share this
             # process, so we only change it when the deployment asks (ROUTER_TORCH_THREADS).
             threads = os.environ.get("ROUTER_TORCH_THREADS")
@@ -99,7 +132,10 @@ class SentenceEmbedder:
             [cls, *self._truncate(tok.encode(t or " ", add_special_tokens=False)), sep]
             for t in texts
         ]
-        width = max(len(r) for r in rows)
+        # pad to a few fixed widths: oneDNN builds a kernel per input shape, so a handful
+        # of shapes (all built by ``warmup``) keeps first-seen lengths off the slow path
+        longest = max(len(r) for r in rows)
+        width = next((b for b in LENGTH_BUCKETS if b >= longest), longest)
         pad = tok.pad_token_id or 0
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -107,11 +143,17 @@ class SentenceEmbedder:
             input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
             mask[i, : len(r)] = 1
         with torch.inference_mode():
-            hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled.numpy().astype(np.float32)
+        return pooled.numpy()
+
+    def warmup(self) -> None:
+        """Load, then run each padded width once so no request pays for kernel setup."""
+        self.load()
+        for width in LENGTH_BUCKETS:
+            self.encode(["warm " * max(width - 2, 1)])
 
 
 _shared: SentenceEmbedder | None = None

@@ -63,7 +63,9 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, epoc
 
 def cached_embeddings(embedder: SentenceEmbedder, texts: list[str]) -> np.ndarray:
     """Embeddings of ``texts``, reused from a temp-dir cache when the texts are unchanged."""
-    key = hashlib.sha256(json.dumps([embedder._max_tokens, texts]).encode()).hexdigest()[:16]
+    embedder.load()
+    setup = [embedder.max_tokens, str(embedder.dtype), texts]
+    key = hashlib.sha256(json.dumps(setup).encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"tandem_route_embed_{key}.npy"
     if path.exists():
         print(f"embeddings from cache {path}")
@@ -144,7 +146,7 @@ def main() -> None:
             "grid": {f"scale={k[0]:g},l2={k[1]:g}": [round(holdout[k], 4), round(loso[k], 4)]
                      for k in grid},
             "train_acc": train_acc,
-            "embedder_max_tokens": embedder._max_tokens, "seconds": round(time.time() - started, 1)}
+            "embedder_max_tokens": embedder.max_tokens, "embedder_dtype": str(embedder.dtype), "seconds": round(time.time() - started, 1)}
     np.savez_compressed(
         args.out, weights=w.astype(np.float32), bias=b.astype(np.float32),
         feature_mean=mean.astype(np.float32), feature_std=std.astype(np.float32),
