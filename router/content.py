@@ -100,6 +100,12 @@ def last_turn(request: Mapping[str, Any]) -> Turn:
     )
 
 
+def clip(text: str, keep: int = 8_000) -> str:
+    """A huge paste says no more about the task than its first and last ``keep`` chars;
+    clipping bounds the regex work per request."""
+    return text if len(text) <= 2 * keep else text[:keep] + "\n\n" + text[-keep:]
+
+
 def looks_like_code(text: str) -> float:
     """Fraction of non-empty lines that look like code (0..1)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -116,7 +122,7 @@ def instruction_window(text: str) -> str:
     ``[text]``. A pasted passage says little about the task and would fill the short
     token window the latency budget allows.
     """
-    text = FENCED_BLOCK.sub("\n\n[code]\n\n", text).strip()
+    text = FENCED_BLOCK.sub("\n\n[code]\n\n", clip(text)).strip()
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
     if len(paragraphs) <= 1:
         return text or " "
@@ -144,7 +150,7 @@ def turn_features(turn: Turn) -> list[float]:
     """Material features (code, diff, passage, length) on the whole turn; wording
     features (format request, language named, verbs, question) on the instruction window
     so that e.g. a ```python fence tag does not read as "asks for Python"."""
-    text = turn.text
+    text = clip(turn.text)
     words = instruction_window(text)
     n = max(len(text), 1)
     lines = [ln for ln in text.splitlines() if ln.strip()]

@@ -26,6 +26,14 @@ EMBED_DIM = 384
 LENGTH_BUCKETS = (16, 32, MAX_TOKENS)
 
 
+def _clip_chars(text: str, limit: int = 2000) -> str:
+    """Cut very long text before tokenising (64 word pieces need far fewer characters);
+    keeps head and tail like ``_truncate``."""
+    if len(text) <= limit:
+        return text
+    return text[: limit * 3 // 4] + " " + text[-limit // 4:]
+
+
 def _compute_dtype():
     """bfloat16 where the CPU has native bf16 matmuls (AVX512-BF16/AMX), else float32.
 
@@ -99,6 +107,7 @@ class SentenceEmbedder:
 
             path = self._path or model_dir()
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            tokenizer.model_max_length = 1 << 30  # we truncate ourselves (head + tail)
             model = AutoModel.from_pretrained(str(path), local_files_only=True)
             # mean pooling makes the [CLS] pooler unused; dropping it saves a matmul per call
             if getattr(model, "pooler", None) is not None:
@@ -129,7 +138,7 @@ class SentenceEmbedder:
         tok = self._tokenizer
         cls, sep = tok.cls_token_id, tok.sep_token_id
         rows = [
-            [cls, *self._truncate(tok.encode(t or " ", add_special_tokens=False)), sep]
+            [cls, *self._truncate(tok.encode(_clip_chars(t) or " ", add_special_tokens=False)), sep]
             for t in texts
         ]
         # pad to a few fixed widths: oneDNN builds a kernel per input shape, so a handful
