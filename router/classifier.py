@@ -41,9 +41,9 @@ class TaskClassifier:
             # so what that text is (code or prose) decides between code and edit.
             return self._shape_only(shape, stream)
         turn = last_turn(request)
-        probs = self._content_probabilities(turn)
+        probs, why_not = self._content_probabilities(turn)
         if probs is None:
-            return self._features_only(shape, turn, stream)
+            return self._features_only(shape, turn, stream, why_not or "content model unavailable")
         if shape.prediction_text is not None:  # empty prediction: content picks edit or code
             probs = {k: v for k, v in probs.items() if k in ("code", "edit")}
         task = max(probs, key=probs.get)
@@ -60,18 +60,22 @@ class TaskClassifier:
         return self._content_error
 
     # ------------------------------------------------------------ stages
-    def _content_probabilities(self, turn: Turn) -> dict[str, float] | None:
+    def _content_probabilities(self, turn: Turn) -> tuple[dict[str, float] | None, str | None]:
+        """(probabilities, None) or (None, why the content stage gave nothing)."""
         if self._content_error is not None:
-            return None
+            return None, f"content model unavailable ({self._content_error})"
         try:
-            return self._content.probabilities(turn)
-        except Exception as exc:  # e.g. model package missing: fall back, never crash
-            with self._lock:
+            return self._content.probabilities(turn), None
+        except Exception as exc:  # fall back to features, never fail the request
+            error = f"{type(exc).__name__}: {exc}"
+            if self._content.loaded:  # a one-off failure on this input
+                log.warning("content model failed on one request: %s", error)
+                return None, f"content model failed on this request ({error})"
+            with self._lock:  # loading failed: stop retrying it on every request
                 if self._content_error is None:
-                    self._content_error = f"{type(exc).__name__}: {exc}"
-                    log.error("content stage unavailable, using features-only rules: %s",
-                              self._content_error)
-            return None
+                    self._content_error = error
+                    log.error("content stage unavailable, using features-only rules: %s", error)
+            return None, f"content model unavailable ({error})"
 
     def _shape_only(self, shape: ShapeVerdict, stream: bool) -> Classification:
         if shape.task is not None:
@@ -81,8 +85,9 @@ class TaskClassifier:
             return Classification(task, stream, (*shape.reasons, f"predicted text looks like {task}"))
         return Classification("chat", stream, (*shape.reasons, "shape rules only"))
 
-    def _features_only(self, shape: ShapeVerdict, turn: Turn, stream: bool) -> Classification:
-        note = f"content model unavailable ({self._content_error}); features-only rules"
+    def _features_only(self, shape: ShapeVerdict, turn: Turn, stream: bool,
+                       why_not: str) -> Classification:
+        note = f"{why_not}; features-only rules"
         task, why = rules_only_task(turn)
         if shape.prediction_text is not None and task not in ("code", "edit"):
             task = "code" if _is_code(shape.prediction_text) else "edit"

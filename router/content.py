@@ -255,6 +255,10 @@ class ContentModel:
         # identical instruction windows recur (retries, templated agent prompts)
         self._cache: dict[str, np.ndarray] = {}
 
+    @property
+    def loaded(self) -> bool:
+        return self._head is not None
+
     def load(self) -> None:
         if self._head is not None:
             return

@@ -200,6 +200,18 @@ def test_content_head_on_hand_written_requests(classifier, expected, request_bod
     assert any(r.startswith("content model: ") for r in result.reasons)
 
 
+def test_a_failure_on_one_request_falls_back_for_that_request_only(classifier, monkeypatch):
+    original = classifier._content.probabilities
+    monkeypatch.setattr(classifier._content, "probabilities",
+                        lambda turn: (_ for _ in ()).throw(RuntimeError("boom")))
+    result = classifier.classify(req("Write a Go function that reverses a slice."))
+    assert result.task == "code"
+    assert any("failed on this request" in r for r in result.reasons)
+    monkeypatch.setattr(classifier._content, "probabilities", original)
+    assert classifier.content_error is None
+    assert any(r.startswith("content model: ") for r in classifier.classify(req("hi")).reasons)
+
+
 def test_prediction_with_content_picks_between_edit_and_code(classifier):
     prose = req("Swap every 'Q3' for 'Q4' in this memo:\n\nThe Q3 review is on Friday.",
                 prediction={"type": "content", "content": "The Q3 review is on Friday."})
