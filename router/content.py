@@ -43,7 +43,8 @@ PLACEHOLDER = re.compile(r"\[[A-Z _]{3,}\]|\{\{[^}]*\}\}|_{4,}|\bTODO\b|\bFILL",
 PROG_LANG = re.compile(
     r"\b(?:python|javascript|typescript|java|kotlin|golang|rust|ruby|php|swift|scala|bash|"
     r"shell|powershell|sql|postgres|mysql|sqlite|c\+\+|c#|\.net|react|vue|django|flask|"
-    r"fastapi|pandas|numpy|linq|dockerfile|kubernetes manifest|regex|html|css|lua|perl|r script)\b",
+    r"fastapi|pandas|numpy|linq|dockerfile|makefile|terraform|nginx|ansible|docker-compose|"
+    r"kubernetes manifest|regex|html|css|lua|perl|haskell|elixir|r script)\b",
     re.IGNORECASE,
 )
 # Generic rewrite verbs in a few languages (edit) and build-something-runnable phrasing (code).
@@ -67,10 +68,17 @@ CODE_VERB = re.compile(
     re.IGNORECASE,
 )
 
+CREATIVE_FORM = re.compile(
+    r"\b(?:poem|poetry|haiku|limerick|sonnet|story|stories|song|lyrics|joke|rap|riddle|toast|"
+    r"essay|tongue twister|speech|ballad|fable|bedtime)\b",
+    re.IGNORECASE,
+)
+
 FEATURE_NAMES: tuple[str, ...] = (
     "has_fence", "code_symbol_ratio", "code_line_ratio", "diff_lines", "format_word",
     "format_request", "pasted_passage", "log_length", "prior_code", "prior_assistant",
     "placeholder", "prog_lang", "asks_question", "non_ascii_ratio", "edit_verb", "code_verb",
+    "creative_form",
 )
 
 
@@ -173,6 +181,8 @@ def turn_features(turn: Turn) -> list[float]:
         sum(1 for c in text if ord(c) > 127) / n,
         1.0 if EDIT_VERB.search(words) else 0.0,
         1.0 if CODE_VERB.search(words) else 0.0,
+        # a poem about a bug is not a bug fix: creative forms outweigh code words
+        1.0 if CREATIVE_FORM.search(words[:200]) else 0.0,
     ]
 
 
@@ -180,6 +190,8 @@ def rules_only_task(turn: Turn) -> tuple[str, str]:
     """Features-only fallback used when the embedding model cannot be loaded."""
     f = dict(zip(FEATURE_NAMES, turn_features(turn)))
     carries_code = f["has_fence"] or f["code_line_ratio"] > 0.5
+    if f["creative_form"] and not carries_code:
+        return "chat", "features: creative writing"
     if f["code_verb"] or (carries_code and not f["edit_verb"]) or (f["prior_code"] and f["prog_lang"]):
         return "code", "features: code request or code carried"
     if f["edit_verb"]:

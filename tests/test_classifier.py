@@ -19,8 +19,8 @@ TOOL = {"type": "function", "function": {
 SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {
     "name": "answer", "strict": True, "schema": {"type": "object", "properties": {}}}}
 
-#: measured dev accuracy of the committed head (0.973 on 150 requests) minus a margin for
-#: small numeric differences across machines.
+#: measured dev accuracy of the committed head is 0.973 (146/150); retraining on resampled
+#: corpora moved it between 0.947 and 0.987, so the floor leaves room for that spread.
 DEV_ACCURACY_FLOOR = 0.93
 
 

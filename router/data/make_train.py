@@ -21,11 +21,13 @@ from pathlib import Path
 from router.data.common import Gen, pick
 from router.data.prose_templates import (chat_about_text, chat_advice, chat_agent_brief,
                                          chat_brainstorm, chat_cjk, chat_code_question,
-                                         chat_creative, chat_explain, chat_followup, chat_formats,
+                                         chat_creative, chat_explain, chat_followup, chat_formats, chat_howto,
+                                         chat_lang_opinion,
                                          chat_multilingual, chat_tech_concept, struct_classify,
                                          struct_extract, struct_followup, struct_generate,
                                          struct_multilingual)
-from router.data.task_templates import (code_fix, code_followup, code_howto, code_multilingual,
+from router.data.task_templates import (code_fix, code_followup, code_how_do_i, code_howto,
+                                        code_multilingual,
                                         code_transform, code_write, edit_cjk, edit_fix,
                                         edit_followup, edit_length, edit_multilingual,
                                         edit_rewrite, edit_transform)
@@ -38,10 +40,11 @@ GENERATORS: dict[str, list[Gen]] = {
     "chat": [chat_explain, chat_advice, chat_brainstorm, chat_creative, chat_about_text,
              chat_about_text, chat_tech_concept, chat_code_question, chat_multilingual,
              chat_multilingual, chat_followup, chat_followup, chat_formats, chat_agent_brief,
-             chat_cjk],
+             chat_cjk, chat_lang_opinion, chat_howto],
     "structured": [struct_extract, struct_generate, struct_classify, struct_followup, struct_multilingual],
     "edit": [edit_rewrite, edit_fix, edit_length, edit_transform, edit_followup, edit_multilingual, edit_cjk],
-    "code": [code_write, code_fix, code_transform, code_followup, code_howto, code_multilingual],
+    "code": [code_write, code_fix, code_transform, code_followup, code_howto, code_how_do_i,
+             code_multilingual],
 }
 SYSTEMS = ["You are a helpful assistant.", "You help the staff of a small company.",
            "Answer concisely.", "You are an assistant for a newsroom.", "You are a coding assistant."]

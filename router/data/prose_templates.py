@@ -91,6 +91,38 @@ def chat_tech_concept(rng):
     ]))
 
 
+def chat_lang_opinion(rng):
+    """Opinions and comparisons about languages and tools that want prose, not code."""
+    a, b = rng.sample(list(V.LANG_NAMES.values()), 2)
+    purpose = pick(rng, ["CLI tools", "web backends", "data pipelines", "a first language",
+                         "game scripting", "a small startup team"])
+    return "lang_opinion", user(pick(rng, [
+        f"Compare {a} and {b} for {purpose}. Just your opinion, no code.",
+        f"Is {a} a good choice for {purpose}?", f"Why do people like {a} so much for {purpose}?",
+        f"{a} vs {b} for {purpose}: which would you pick and why?",
+        f"What are the main weaknesses of {a}? Prose answer please.",
+        f"Should our team move from {a} to {b}? We're five developers.",
+    ]))
+
+
+LIFE_HOWTOS = ["get red wine out of a carpet", "ask for a raise", "keep basil alive indoors",
+               "negotiate rent", "train for a 10k", "fix a squeaky door", "make friends in a new city",
+               "pick a good watermelon", "stop procrastinating", "prepare for a job interview",
+               "choose a running shoe", "deal with a noisy neighbour", "get over jet lag faster"]
+FACT_QUESTIONS = ["How many moons does Saturn have?", "How long does it take light to reach Earth from the Sun?",
+                  "How tall is Mount Kilimanjaro?", "When was the printing press invented?",
+                  "How many people live in Lagos?", "How far is the Moon?", "Who painted the Night Watch?"]
+
+
+def chat_howto(rng):
+    """Everyday how-tos and fact questions: counterparts of programming how-tos."""
+    return "howto", user(pick(rng, [
+        f"How do I {pick(rng, LIFE_HOWTOS)}?", f"What's the best way to {pick(rng, LIFE_HOWTOS)}?",
+        f"Any tips on how to {pick(rng, LIFE_HOWTOS)}?", pick(rng, FACT_QUESTIONS),
+        f"{pick(rng, FACT_QUESTIONS)} And why is that?",
+    ]))
+
+
 def chat_code_question(rng):
     lang, block = code_block(rng)
     return "explain_code", user(pick(rng, [

@@ -103,6 +103,8 @@ def code_write(rng):
         f"Write {task} in {lang}. Reply as JSON with keys \"code\" and \"explanation\".",
         f"one-liner to {pick(rng, ['find the 10 largest files here', 'count unique IPs in access.log', 'kill whatever is on port 3000', 'list git branches merged into main'])}",
         f"How do I {pick(rng, ['pivot a DataFrame by month', 'read a CSV in chunks', 'debounce an input in React', 'paginate a SQL query by cursor'])}? Show me the code.",
+        f"Give me {pick(rng, V.CONFIG_TASKS)}.", f"I need {pick(rng, V.CONFIG_TASKS)}, production ready.",
+        f"Can you write {pick(rng, V.CONFIG_TASKS)}? Keep it minimal.",
     ]))
 
 
@@ -114,6 +116,9 @@ def code_fix(rng):
         f"Fix the bug in this {name}:\n\n{block}", f"Why does this crash on empty input? Please fix it.\n\n{block}",
         f"{block}\n\nThis is slow on big inputs, make it faster.",
         f"My test fails with an IndexError. Fix the function:\n\n{block}",
+        f"{block}\n\nThis returns the wrong result, why? Fix it.",
+        f"{block}\nWhat's wrong with this? Please fix.", f"{block}\n\nwhy does this throw?? fix pls",
+        f"Getting a type error on the second line:\n{block}\nCan you correct it?",
     ]))
 
 
@@ -160,6 +165,20 @@ def code_howto(rng):
         f"How can I run two async tasks in parallel in {V.LANG_NAMES[pick(rng, ['python', 'javascript', 'kotlin', 'rust'])]} and wait for both?",
         f"What's the {V.LANG_NAMES[pick(rng, ['sql', 'python', 'bash'])]} for removing rows older than 30 days?",
         f"Give me a Postgres migration that adds an index on users({cols.split(', ')[0]}) without locking. Reply as JSON with keys up and down.",
+    ]))
+
+
+def code_how_do_i(rng):
+    """'How do I X in Y?' where X is a programming task: the answer is code."""
+    lang = V.LANG_NAMES[pick(rng, ["python", "javascript", "typescript", "go", "java", "rust",
+                                   "csharp", "kotlin", "ruby", "php"])]
+    task = pick(rng, V.HOWTO_TASKS)
+    return "how_do_i", user(pick(rng, [
+        f"How do I {task} in {lang}?", f"What's the cleanest way to {task} in {lang}?",
+        f"{lang}: how can I {task}?", f"how to {task} in {lang}", f"Quick one: {task} in {lang}?",
+        f"Best way to {task}? I'm using {lang}.",
+        f"{pick(rng, ['one-liner', 'command', 'shell command', 'bash one-liner'])} to {pick(rng, V.SHELL_TASKS)}",
+        f"What's the command to {pick(rng, V.SHELL_TASKS)}?",
     ]))
 
 

@@ -221,3 +221,34 @@ CODE_TASKS = [
     "a cron job that backs up a Postgres database every night",
     "a function that flattens a nested dictionary",
 ]
+
+# Config-as-code and build files: asking for these is asking for code.
+CONFIG_TASKS = [
+    "a Makefile with build, test and clean targets for a Go project",
+    "an nginx config that proxies /api to port 8080 and serves static files",
+    "a Terraform module for an S3 bucket with versioning",
+    "a docker-compose file with Postgres, Redis and the web app",
+    "a Kubernetes Deployment and Service manifest for a small API",
+    "a systemd unit that restarts my worker on failure",
+    "a .gitignore for a Node and Python monorepo",
+    "a GitLab CI pipeline that lints, tests and builds an image",
+    "a pre-commit config with black, ruff and mypy",
+    "an Ansible playbook that installs and starts nginx",
+]
+
+# Programming tasks for "how do I ..." questions whose answer is code.
+HOWTO_TASKS = [
+    "read a large JSON file line by line without loading it all", "parse command-line flags",
+    "retry a failed HTTP request with backoff", "sort a list of objects by two fields",
+    "stream a file upload to S3", "hash a password securely", "read environment variables with defaults",
+    "group a list by a key and count", "format a date as ISO 8601 in UTC", "deep-copy a nested object",
+    "run a function every 5 minutes", "validate an email address", "merge two dictionaries",
+    "compute a 7-day rolling average", "write rows to a CSV file", "mock a database call in a unit test",
+    "paginate results from a REST API", "limit concurrency to 5 workers",
+]
+SHELL_TASKS = [
+    "list the 20 biggest files under this directory", "find files changed in the last day",
+    "count lines in all .py files", "replace foo with bar in every .txt file", "show which process uses port 8080",
+    "tar and gzip a folder excluding node_modules", "watch a log file for errors", "delete merged git branches",
+    "print disk usage per folder, human readable", "download a file and verify its sha256",
+]
