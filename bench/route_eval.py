@@ -43,7 +43,8 @@ def evaluate(rows: list[dict], *, use_content: bool = True, classifier=None) -> 
     from router.classifier import TaskClassifier
 
     clf = classifier or TaskClassifier()
-    clf.warmup()
+    if use_content:
+        clf.warmup()  # model loading happens once per process; keep it out of the timings
     confusion = {g: {p: 0 for p in TASKS} for g in TASKS}
     latencies, cpu_times, errors = [], [], []
     for row in rows:
