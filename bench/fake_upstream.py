@@ -68,6 +68,7 @@ async def chat(request: Request) -> Response:
         yield _chunk(model, {"role": "assistant", "content": ""})
         for index in range(STREAM_CHUNKS):
             if behaviour == "cut" and index == 2:
+                await asyncio.sleep(0.05)  # the chunks so far are on the wire before the cut
                 raise DropConnection("fake upstream drops the connection")
             if behaviour == "drip":
                 await asyncio.sleep(DRIP_GAP_S)
