@@ -105,3 +105,23 @@ def test_unsupported_schema_keyword_is_a_client_error(backend):
         asyncio.run(backend.complete(body(response_format=fmt)))
     assert info.value.status == 400 and info.value.client_error
     assert "'not'" in info.value.message
+
+
+def test_prediction_is_edited_in_place(backend):
+    draft = "the cat sat"
+    result = asyncio.run(backend.complete(body(prediction={"type": "content", "content": draft}, max_tokens=64)))
+    usage = result["usage"]
+    # the canvas is the draft plus slack, not max_tokens: a short draft stays a short answer
+    assert 0 < usage["completion_tokens"] <= len(draft) + 16
+    assert usage["tandem"]["steps"] >= 1
+
+
+def test_draft_events_only_when_asked(backend):
+    plain = collect(backend, body(max_tokens=16))
+    assert not any("tandem" in c for c in plain)
+    with_drafts = collect(backend, body(max_tokens=16, tandem_drafts=True))
+    drafts = [c["tandem"]["draft"] for c in with_drafts if "tandem" in c]
+    assert drafts and all(c["choices"] == [] for c in with_drafts if "tandem" in c)
+    assert {"block", "text"} <= set(drafts[0])
+    text = lambda chunks: "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text(with_drafts) == text(plain)

@@ -187,7 +187,7 @@ class DiffusionBackend(Backend):
         text, finish, prompt_len, tokens, stats = "", "stop", 0, 0, {}
         async for piece, event in self._text_events(job, body):
             text += piece
-            if event is not None:
+            if isinstance(event, tuple):
                 finish, prompt_len, tokens, stats = event
         return self._completion(ResponseMessage(content=text), finish, prompt_len, tokens, stats)
 
@@ -198,9 +198,26 @@ class DiffusionBackend(Backend):
         return dump(ChatCompletion(id=completion_id(), created=now(), model=self.name,
                                    choices=[Choice(message=message, finish_reason=finish)], usage=usage))
 
-    async def _text_events(self, job: DiffusionJob, body: dict[str, Any]):
-        """Yield ``(text delta, None)`` per finished block, then ``("", (finish, prompt, tokens, stats))``."""
-        from diffusion_engine.scheduler import BlockEvent, FinishEvent
+    def _prediction_template(self, job: DiffusionJob, params: Any):
+        """Predicted Outputs: the draft's tokens start the canvas (free to change, not fixed),
+        followed by masked slack so an edit can also grow the text; EOS may end it anywhere."""
+        if job.kind != "predict":
+            return None
+        import torch
+
+        from diffusion_engine.template import CanvasTemplate
+
+        draft = self._tokenizer.encode(job.prediction, add_special_tokens=False)
+        length = min(params.max_tokens, len(draft) + max(16, len(draft) // 4))
+        template = CanvasTemplate.free(length, self._engine.denoiser.vocab_size, allow_eos=True)
+        seeded = draft[:length]
+        template.tokens[: len(seeded)] = torch.tensor(seeded, dtype=torch.long)
+        return template
+
+    async def _text_events(self, job: DiffusionJob, body: dict[str, Any], drafts: bool = False):
+        """Yield ``(text delta, None)`` per finished block, ``("", {"draft": ...})`` per draft
+        (when asked), then ``("", (finish, prompt, tokens, stats))``."""
+        from diffusion_engine.scheduler import BlockEvent, DraftEvent, FinishEvent
 
         prompt = self._prompt_ids(job)
         suffix = self._tokenizer.encode(job.suffix, add_special_tokens=False) if job.kind == "infill" else None
@@ -208,7 +225,9 @@ class DiffusionBackend(Backend):
         scanner = StopScanner([stop] if isinstance(stop, str) else list(stop))
         tokens: list[int] = []
         stopped = False
-        events = self._scheduler.submit(prompt, self._params(body), suffix_ids=suffix)
+        params = self._params(body)
+        events = self._scheduler.submit(prompt, params, template=self._prediction_template(job, params),
+                                        suffix_ids=suffix, drafts=drafts)
         try:
             async for event in events:
                 if isinstance(event, BlockEvent) and not stopped:
@@ -218,6 +237,9 @@ class DiffusionBackend(Backend):
                         yield delta, None
                     if stopped:
                         break  # closing the scheduler's iterator cancels the rest
+                elif isinstance(event, DraftEvent):
+                    yield "", {"draft": {"block": event.index,
+                                         "text": self._tokenizer.decode(event.token_ids, skip_special_tokens=True)}}
                 elif isinstance(event, FinishEvent):
                     result = event.result
                     tail = "" if stopped else scanner.flush(self._tokenizer.decode(result.token_ids, skip_special_tokens=True))
@@ -259,10 +281,16 @@ class DiffusionBackend(Backend):
                                                  tandem={"structured": self._record(result.stats)}), choices=False)
             return
         yield chunk(Delta(role="assistant", content=""))
-        async for piece, final in self._text_events(job, body):
+        # Draft events (the block being denoised, not final) only for clients that ask.
+        drafts = bool(body.get("tandem_drafts"))
+        async for piece, final in self._text_events(job, body, drafts=drafts):
             if piece:
                 yield chunk(Delta(content=piece))
-            if final is not None:
+            if isinstance(final, dict):
+                draft = chunk(Delta(), choices=False)
+                draft["tandem"] = final
+                yield draft
+            elif final is not None:
                 finish, prompt_len, tokens, stats = final
                 yield chunk(Delta(), finish)
                 if include_usage:

@@ -25,12 +25,14 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class DiffusionJob:
-    kind: str  # text | json | tool | infill
+    kind: str  # text | json | tool | infill | predict
     messages: list[dict[str, Any]]
     schema: dict[str, Any] | None = None
     tools: ToolSpec | None = None
     prefix: str = ""
     suffix: str = ""
+    #: Predicted Outputs: the current document, seeded into the canvas and edited in place
+    prediction: str = ""
 
 
 def tool_spec(body: dict[str, Any]) -> ToolSpec | None:
@@ -77,4 +79,10 @@ def plan(body: dict[str, Any]) -> DiffusionJob:
         instruction = "Fill in the missing code between the given prefix and suffix."
         return DiffusionJob("infill", messages[:-1] + [{"role": "user", "content": instruction}],
                             prefix=match.group("prefix"), suffix=match.group("suffix"))
+    prediction = body.get("prediction") or {}
+    if prediction.get("type") == "content":
+        content = prediction.get("content")
+        text = content if isinstance(content, str) else "".join(p.get("text") or "" for p in content or [])
+        if text:
+            return DiffusionJob("predict", messages, prediction=text)
     return DiffusionJob("text", messages)
