@@ -58,5 +58,17 @@ def test_structured_request_is_schema_valid(embedded_gateway):
         max_tokens=64, temperature=0,
     )
     assert raw.headers["x-tandem-task"] == "structured"
+    # served by the diffusion skeleton itself, not by the AR fallback
+    assert raw.headers["x-tandem-backend"] == "embedded-diffusion"
+    assert raw.headers["x-tandem-fallbacks"] == "none"
     value = json.loads(raw.parse().choices[0].message.content)
     jsonschema.validate(value, SCHEMA)
+
+
+def test_diffusion_alias_answers_from_the_shipped_adapter(embedded_gateway):
+    raw = client(embedded_gateway).chat.completions.with_raw_response.create(
+        model="diffusion", messages=[{"role": "user", "content": "Name a fruit."}], max_tokens=32, temperature=0)
+    completion = raw.parse()
+    assert raw.headers["x-tandem-backend"] == "embedded-diffusion" and completion.model == "embedded-diffusion"
+    assert completion.choices[0].message.content.strip()
+    assert completion.usage.model_extra["tandem"]["steps"] >= 1
