@@ -6,6 +6,7 @@ decide → execute (with fallbacks) → OpenAI-shaped answer + ``x-tandem-*`` he
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -91,7 +92,8 @@ class Gateway:
         backends = {}
         for spec in policy.backends.values():
             backend = self.registry.get(spec)
-            backends[spec.name] = "error" if spec.name in self.load_errors else ("ready" if backend.ready else "loading")
+            # a backend that failed at start-up but loaded later (on a request) is ready again
+            backends[spec.name] = "ready" if backend.ready else ("error" if spec.name in self.load_errors else "loading")
         states = set(backends.values())
         # A backend that failed to load is "degraded", not "loading": requests routed to it
         # fall back per policy, so the gateway is serving and must not look unready forever.
@@ -113,8 +115,6 @@ class Gateway:
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not token:
             raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
-        import hmac
-
         if not any(hmac.compare_digest(token, key) for key in keys):
             raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
 
@@ -206,13 +206,12 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         routed = await gateway.route(request)
         gateway.admit()
         decision = routed.decision
-        labels = (decision.route, decision.backend.name, decision.task, str(decision.stream).lower())
         start = time.perf_counter()
         gateway.in_flight += 1
         metrics.IN_FLIGHT.inc()
         released = False
 
-        def release(status: str, backend_name: str) -> None:
+        def release(status: str, backend_name: str, usage: dict[str, Any] | None = None) -> None:
             nonlocal released
             if released:
                 return
@@ -222,6 +221,10 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
             labels_served = (decision.route, backend_name, decision.task, str(decision.stream).lower())
             metrics.REQUESTS.labels(*labels_served, status).inc()
             metrics.LATENCY.labels(*labels_served).observe(time.perf_counter() - start)
+            for kind in ("prompt", "completion"):
+                count = (usage or {}).get(f"{kind}_tokens") or 0
+                if count:
+                    metrics.TOKENS.labels(backend_name, decision.task, kind).inc(count)
 
         try:
             if decision.stream:
@@ -229,7 +232,8 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
                 headers = routing_headers(decision, backend.name, attempts.header())
                 metrics.FIRST_CHUNK.labels(decision.route, backend.name, decision.task).observe(time.perf_counter() - start)
                 stream = sse_stream(first, rest, backend.name, decision.task,
-                                    on_done=lambda status: release(status, backend.name), fallbacks=attempts.failed)
+                                    on_done=lambda status, usage: release(status, backend.name, usage),
+                                    fallbacks=attempts.failed)
                 return StreamingResponse(stream, media_type="text/event-stream",
                                          headers={**headers, "cache-control": "no-cache"})
             result, backend, attempts = await gateway.executor.complete(routed.policy, decision, routed.body)
@@ -240,10 +244,7 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
             release("error", decision.backend.name)
             raise
         result["model"] = backend.name
-        usage = result.get("usage") or {}
-        metrics.TOKENS.labels(backend.name, decision.task, "prompt").inc(usage.get("prompt_tokens", 0) or 0)
-        metrics.TOKENS.labels(backend.name, decision.task, "completion").inc(usage.get("completion_tokens", 0) or 0)
-        release("ok", backend.name)
+        release("ok", backend.name, result.get("usage"))
         return Response(orjson.dumps(result), media_type="application/json",
                         headers=routing_headers(decision, backend.name, attempts.header()))
 

@@ -32,18 +32,20 @@ async def sse_stream(
     rest: AsyncIterator[dict[str, Any]],
     model_name: str,
     task: str,
-    on_done: Callable[[str], None],
+    on_done: Callable[[str, dict[str, Any] | None], None],
     fallbacks: list[str] | None = None,
 ) -> AsyncIterator[bytes]:
     """Encode ``first`` then ``rest``; ``fallbacks`` (backends that failed before this one)
     are repeated in a last chunk before ``[DONE]`` for clients that cannot read headers."""
     status = "cancelled"  # until proven otherwise: a disconnect ends us without reaching the end
+    usage: dict[str, Any] | None = None  # from the include_usage chunk, for token metrics
     try:
         if first is not None:
             first["model"] = model_name
             yield encode(first)
         async for chunk in rest:
             chunk["model"] = model_name
+            usage = chunk.get("usage") or usage
             yield encode(chunk)
         status = "ok"
     except BackendError as error:
@@ -51,7 +53,7 @@ async def sse_stream(
         log.warning("stream from %s failed mid-way (%s)", model_name, error.reason)
         yield error_event(f"The backend failed mid-stream: {error.message}", "stream_interrupted")
     finally:
-        on_done(status)
+        on_done(status, usage)
         aclose = getattr(rest, "aclose", None)
         if aclose is not None:
             try:

@@ -153,6 +153,8 @@ def test_models_health_metrics(gateway):
     client(gateway).chat.completions.create(**ask("direct"))
     text = httpx.get(gateway.base + "/metrics").text
     assert 'tandem_requests_total{backend="up-ok"' in text
+    # streamed usage counts too (test_async_stream_with_usage streamed 8 completion tokens)
+    assert 'tandem_tokens_total{backend="up-ok",kind="completion",task="chat"}' in text
     assert "tandem_classify_seconds" in text
 
 
