@@ -36,7 +36,6 @@ log = logging.getLogger("tandem.gateway")
 
 @dataclass
 class Routed:
-    request: ChatCompletionRequest
     body: dict[str, Any]
     policy: Policy
     decision: Decision
@@ -158,7 +157,7 @@ class Gateway:
         classification = self.classifier.classify(body, use_content=alias.classify)
         metrics.CLASSIFY_LATENCY.observe(time.perf_counter() - start)
         decision = policy.decide(body, classification, request.headers)
-        return Routed(parsed, body, policy, decision)
+        return Routed(body, policy, decision)
 
     def admit(self) -> None:
         limit = self.holder.policy.server.max_concurrency

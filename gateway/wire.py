@@ -52,14 +52,6 @@ class ChatMessage(_Open):
             raise ValueError("a tool message needs 'tool_call_id'")
         return self
 
-    def text(self) -> str:
-        """Plain text of the message (text parts joined; other parts ignored)."""
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text or "" for part in self.content if part.type == "text")
-
 
 class FunctionDefinition(_Open):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
@@ -150,11 +142,6 @@ class ChatCompletionRequest(_Open):
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
-
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
 # --- responses -------------------------------------------------------------

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.backends.local_ar import _chat_role, _text
+from gateway.backends.local_ar import template_messages
 
 #: <|fim_prefix|>…<|fim_suffix|>…<|fim_middle|> and the <fim_prefix> spelling
 FIM = re.compile(
@@ -66,7 +66,7 @@ def response_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def plan(body: dict[str, Any]) -> DiffusionJob:
     """Decide the job from the request's shape (the router already chose diffusion)."""
-    messages = [{"role": _chat_role(m["role"]), "content": _text(m)} for m in body["messages"]]
+    messages = template_messages(body["messages"])
     tools = tool_spec(body)
     if tools is not None:
         return DiffusionJob("tool", messages, schema=tools.schema, tools=tools)

@@ -34,9 +34,10 @@ def sampling_params(optional_params: dict[str, Any]) -> SamplingParams:
     schema = _json_schema(optional_params.get("response_format"))
     # A stop string could cut a JSON document in half: constrained output ends when the grammar does.
     stop = [] if schema is not None else (optional_params.get("stop") or [])
+    temperature = optional_params.get("temperature")
     return SamplingParams(
         max_tokens=int(optional_params.get("max_completion_tokens") or optional_params.get("max_tokens") or DEFAULT_MAX_TOKENS),
-        temperature=float(optional_params.get("temperature", 0.7) if optional_params.get("temperature") is not None else 0.7),
+        temperature=float(0.7 if temperature is None else temperature),
         top_p=float(optional_params.get("top_p") or 1.0),
         seed=optional_params.get("seed"),
         stop=[stop] if isinstance(stop, str) else list(stop),

@@ -119,7 +119,7 @@ class LocalARModel:
         return self._tokenizer
 
     def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
-        chat = [{"role": _chat_role(m["role"]), "content": _text(m)} for m in messages]
+        chat = template_messages(messages)
         return list(self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=False))
 
     def _constraint(self, schema: dict[str, Any] | None):
@@ -200,6 +200,11 @@ class LocalARModel:
                 yield item
         finally:
             cancel.set()  # the worker stops within one token; nothing else to wait for
+
+
+def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """OpenAI messages as the plain ``{role, content}`` turns a chat template expects."""
+    return [{"role": _chat_role(m["role"]), "content": _text(m)} for m in messages]
 
 
 def _chat_role(role: str) -> str:
