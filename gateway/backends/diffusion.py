@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 256
 
 
+def _usage(prompt_tokens: int, completion_tokens: int, tandem: dict[str, Any]) -> Usage:
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                 total_tokens=prompt_tokens + completion_tokens, tandem=tandem)
+
+
 def load_denoiser(model: str) -> tuple[Any, Any]:
     """``(denoiser, tokenizer)`` for a policy model string.
 
@@ -181,20 +186,20 @@ class DiffusionBackend(Backend):
         if job.kind in ("json", "tool"):
             prompt, result = await self._structured_result(job, body)
             message, finish = self._message(job, result.value, result.text)
-            completion_tokens = len(self._tokenizer.encode(result.text, add_special_tokens=False))
-            tandem = {"structured": self._record(result.stats), "rounds": result.rounds}
-            return self._completion(message, finish, len(prompt), completion_tokens, tandem)
+            return self._completion(message, finish, self._structured_usage(prompt, result))
         text, finish, prompt_len, tokens, stats = "", "stop", 0, 0, {}
         async for piece, event in self._text_events(job, body):
             text += piece
             if isinstance(event, tuple):
                 finish, prompt_len, tokens, stats = event
-        return self._completion(ResponseMessage(content=text), finish, prompt_len, tokens, stats)
+        return self._completion(ResponseMessage(content=text), finish, _usage(prompt_len, tokens, stats))
 
-    def _completion(self, message: ResponseMessage, finish: str, prompt_tokens: int, completion_tokens: int,
-                    tandem: dict[str, Any]) -> dict[str, Any]:
-        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                      total_tokens=prompt_tokens + completion_tokens, tandem=tandem)
+    def _structured_usage(self, prompt: list[int], result: Any) -> Usage:
+        """Usage of a structured answer; also records its engine statistics in /metrics."""
+        tokens = len(self._tokenizer.encode(result.text, add_special_tokens=False))
+        return _usage(len(prompt), tokens, {"structured": self._record(result.stats), "rounds": result.rounds})
+
+    def _completion(self, message: ResponseMessage, finish: str, usage: Usage) -> dict[str, Any]:
         return dump(ChatCompletion(id=completion_id(), created=now(), model=self.name,
                                    choices=[Choice(message=message, finish_reason=finish)], usage=usage))
 
@@ -266,6 +271,7 @@ class DiffusionBackend(Backend):
             # A structured document is sent once it validates: never a prefix that could turn invalid.
             prompt, result = await self._structured_result(job, body)
             message, finish = self._message(job, result.value, result.text)
+            usage = self._structured_usage(prompt, result)
             if message.tool_calls:
                 call = message.tool_calls[0]
                 delta = Delta(role="assistant", tool_calls=[{"index": 0, "id": call.id, "type": "function",
@@ -275,10 +281,7 @@ class DiffusionBackend(Backend):
             yield chunk(delta)
             yield chunk(Delta(), finish)
             if include_usage:
-                tokens = len(self._tokenizer.encode(result.text, add_special_tokens=False))
-                yield chunk(Delta(), usage=Usage(prompt_tokens=len(prompt), completion_tokens=tokens,
-                                                 total_tokens=len(prompt) + tokens,
-                                                 tandem={"structured": self._record(result.stats)}), choices=False)
+                yield chunk(Delta(), usage=usage, choices=False)
             return
         yield chunk(Delta(role="assistant", content=""))
         # Draft events (the block being denoised, not final) only for clients that ask.
@@ -294,6 +297,5 @@ class DiffusionBackend(Backend):
                 finish, prompt_len, tokens, stats = final
                 yield chunk(Delta(), finish)
                 if include_usage:
-                    yield chunk(Delta(), usage=Usage(prompt_tokens=prompt_len, completion_tokens=tokens,
-                                                     total_tokens=prompt_len + tokens, tandem=stats), choices=False)
+                    yield chunk(Delta(), usage=_usage(prompt_len, tokens, stats), choices=False)
                 return
