@@ -28,8 +28,9 @@ from .sampling import (
     temperature_at,
 )
 from .template import MASK, CanvasTemplate
+from .verified import VerifiedDrafting, first_stop
 
-Rule = Literal["threshold", "low_confidence", "entropy_bound"]
+Rule = Literal["threshold", "low_confidence", "entropy_bound", "verified"]
 FinishReason = Literal["stop", "length", "cancelled"]
 
 #: default per-block step budget of the entropy-bound rule (DiffusionGemma's default)
@@ -76,6 +77,9 @@ class GenerationStats:
     time_to_first_block_s: float | None = None
     tokens_per_s: float = 0.0
     blocks: int = 0
+    #: rule 'verified' only: draft positions offered to the AR verifier, and kept by it
+    drafted: int = 0
+    draft_accepted: int = 0
 
 
 @dataclass
@@ -182,8 +186,18 @@ class DiffusionEngine:
             raise ValueError(
                 f"template built for vocab {template.allowed.vocab_size}, model has {d.vocab_size}"
             )
+        verified = params.rule == "verified"
+        if verified and (template is not None or suffix is not None):
+            raise ValueError("rule 'verified' drafts free text only; use another rule for templates and infill")
         with self._lock:
             cache = d.new_cache(prompt)
+            rule = VerifiedDrafting(d, prompt, block_size) if verified else make_rule(
+                params.rule,
+                threshold=params.threshold,
+                entropy_bound=params.entropy_bound,
+                stability_threshold=params.stability_threshold,
+                confidence_threshold=params.confidence_threshold,
+            )
         run = GenerationRun(
             params=params,
             template=template,
@@ -193,18 +207,13 @@ class DiffusionEngine:
             block_size=block_size,
             max_steps=params.max_steps or default_steps,
             target_len=len(template) if template is not None else params.max_tokens,
-            rule=make_rule(
-                params.rule,
-                threshold=params.threshold,
-                entropy_bound=params.entropy_bound,
-                stability_threshold=params.stability_threshold,
-                confidence_threshold=params.confidence_threshold,
-            ),
+            rule=rule,
             on_block=on_block,
             on_draft=on_draft,
             should_stop=should_stop,
         )
-        self._open_block(run)
+        if not verified:
+            self._open_block(run)
         return run
 
     @torch.inference_mode()
@@ -219,11 +228,15 @@ class DiffusionEngine:
                 continue
             active.append(run)
         groups: dict[int, list[GenerationRun]] = {}
+        verified = [run for run in active if isinstance(run.rule, VerifiedDrafting)]
         for run in active:
-            groups.setdefault(run.block_size, []).append(run)
+            if not isinstance(run.rule, VerifiedDrafting):
+                groups.setdefault(run.block_size, []).append(run)
         with self._lock:
             for group in groups.values():
                 self._step_group(group)
+            for run in verified:
+                self._verified_round(run)
 
     # ---------------------------------------------------------------- internals
     def _step_group(self, group: list[GenerationRun]) -> None:
@@ -261,6 +274,26 @@ class DiffusionEngine:
             self._maybe_end_at_eos(run)
         if block.done:
             self._finish_block(run)
+
+    def _verified_round(self, run: GenerationRun) -> None:
+        """One draft-and-verify round (see :mod:`diffusion_engine.verified`)."""
+        done = run.rule.round(run, room=run.target_len - len(run.tokens))
+        stats = run.stats
+        stats.steps += done.forwards
+        stats.drafted += done.drafted
+        stats.draft_accepted += done.accepted
+        stop_at = first_stop(done.tokens, self.denoiser.eos_token_ids) if run.params.stop_on_eos else None
+        new_tokens = done.tokens if stop_at is None else done.tokens[:stop_at]
+        run.tokens.extend(new_tokens)
+        stats.blocks += 1
+        if stats.time_to_first_block_s is None:
+            stats.time_to_first_block_s = time.perf_counter() - run.started_at
+        if run.on_block is not None and new_tokens:
+            run.on_block(new_tokens)
+        if stop_at is not None:
+            self._finish(run, "stop")
+        elif len(run.tokens) >= run.target_len:
+            self._finish(run, "length")
 
     def _renoise(self, run: GenerationRun) -> None:
         """Undecided, non-fixed positions go back to mask (or to fresh uniform noise)."""

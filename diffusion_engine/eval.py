@@ -7,6 +7,9 @@ For each prompt of a fixed list (written for this eval, not drawn from training 
 * **AR**: greedy decoding of the base model (adapter off), one forward per token.
 * **diffusion**: ``DiffusionEngine.generate`` over :class:`SmolLM2BlockDenoiser`, greedy,
   confidence-threshold acceptance, for each (threshold, canvas size) setting.
+* **verified**: the ``verified`` rule (adapter drafts a canvas, AR base keeps the agreeing
+  prefix) for each draft canvas size; also reports how many outputs equal AR's greedy
+  output token for token, and draft tokens kept per round.
 
 Reported per setting: tokens per forward (canvas forwards, and canvas + commit forwards),
 wall-clock tokens/s, and fluency as the AR model's perplexity of the output given the
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> dict:
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     eos = set(denoiser.eos_token_ids) | {end_id}
     prompts = PROMPTS[: args.limit] if args.limit else PROMPTS
-    settings = [(float(t), int(c)) for t in args.thresholds.split(",") for c in args.canvas.split(",")]
+    settings = [(float(t), int(c)) for t in args.thresholds.split(",") if t for c in args.canvas.split(",")]
 
     rows: dict[str, list[dict]] = {"ar": []}
     for text in prompts:
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> dict:
         with denoiser.adapter_off() as base:
             toks, fwd, sec = ar_generate(base, prompt, args.max_tokens, eos)
             ppl = ar_perplexity(base, prompt, toks, end_id)
-        rows["ar"].append({"prompt": text, "tokens": len(toks), "forwards": fwd, "seconds": sec, "ppl": ppl,
+        rows["ar"].append({"prompt": text, "tokens": len(toks), "token_ids": toks, "forwards": fwd, "seconds": sec, "ppl": ppl,
                            "distinct3": distinct_ratio(toks), "text": tokenizer.decode(toks)})
         for thr, canvas in settings:
             params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="threshold",
@@ -127,6 +130,19 @@ def run(args: argparse.Namespace) -> dict:
                 "prompt": text, "tokens": len(toks), "forwards": res.stats.steps, "commit_forwards": commits,
                 "seconds": sec, "ppl": ppl, "distinct3": distinct_ratio(toks), "finish": res.finish_reason,
                 "text": tokenizer.decode(toks)})
+        for canvas in [int(c) for c in args.verified.split(",") if c]:
+            params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="verified", block_size=canvas)
+            t0 = time.perf_counter()
+            res = engine.generate(prompt, params)
+            sec = time.perf_counter() - t0
+            toks = [t for t in res.token_ids if t not in eos]
+            with denoiser.adapter_off() as base:
+                ppl = ar_perplexity(base, prompt, toks, end_id) if toks else float("inf")
+            rows.setdefault(f"verified c={canvas}", []).append({
+                "prompt": text, "tokens": len(toks), "forwards": res.stats.steps, "rounds": res.stats.blocks,
+                "drafted": res.stats.drafted, "draft_accepted": res.stats.draft_accepted,
+                "identical_to_ar": toks == rows["ar"][-1]["token_ids"], "seconds": sec, "ppl": ppl,
+                "distinct3": distinct_ratio(toks), "finish": res.finish_reason, "text": tokenizer.decode(toks)})
         print(f"done: {text}", flush=True)
     summary = {name: summarize(r) for name, r in rows.items()}
     ar_ppl = summary["ar"]["ppl_geo"]
@@ -145,11 +161,17 @@ def summarize(rows: list[dict]) -> dict:
     commits = sum(r.get("commit_forwards", 0) for r in rows)
     seconds = sum(r["seconds"] for r in rows)
     finite = [r["ppl"] for r in rows if math.isfinite(r["ppl"])]
-    return {"tokens": tokens, "tokens_per_forward": tokens / forwards if forwards else 0.0,
+    out = {"tokens": tokens, "tokens_per_forward": tokens / forwards if forwards else 0.0,
             "tokens_per_forward_incl_commits": tokens / (forwards + commits) if forwards else 0.0,
             "tokens_per_s": tokens / seconds if seconds else 0.0, "ppl_geo": geo_mean(finite),
             "empty_outputs": sum(r["tokens"] == 0 for r in rows),
             "distinct3_mean": sum(r["distinct3"] for r in rows) / len(rows)}
+    if rows and "rounds" in rows[0]:
+        rounds = sum(r["rounds"] for r in rows)
+        out["tokens_per_round"] = tokens / rounds if rounds else 0.0
+        out["draft_kept_per_round"] = sum(r["draft_accepted"] for r in rows) / rounds if rounds else 0.0
+        out["identical_to_ar"] = f"{sum(r['identical_to_ar'] for r in rows)}/{len(rows)}"
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -159,6 +181,11 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {s['tokens_per_forward']:.2f} | {s['tokens_per_forward_incl_commits']:.2f} | "
                      f"{s['tokens_per_s']:.1f} | {s['speedup_vs_ar']:.2f}x | {s['ppl_geo']:.2f} | "
                      f"{s['ppl_ratio']:.2f} | {s['distinct3_mean']:.2f} |")
+    verified = {n: s for n, s in result["summary"].items() if "tokens_per_round" in s}
+    if verified:
+        lines += ["", "| verified | tokens/round | draft kept/round | identical to AR greedy |", "|---|---|---|---|"]
+        lines += [f"| {n} | {s['tokens_per_round']:.2f} | {s['draft_kept_per_round']:.2f} | {s['identical_to_ar']} |"
+                  for n, s in verified.items()]
     return "\n".join(lines)
 
 
@@ -168,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--thresholds", default="0.9,0.7", help="comma-separated confidence thresholds")
     ap.add_argument("--canvas", default="32", help="comma-separated canvas (sub-block) sizes")
+    ap.add_argument("--verified", default="8,16", help="comma-separated draft sizes of the verified rule ('' = none)")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     ap.add_argument("--limit", type=int, default=0, help="first N prompts only")

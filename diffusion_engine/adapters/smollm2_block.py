@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from diffusion_engine.adapters.smollm2_speculative import DraftAndVerify
 from diffusion_engine.lora import LoRASet
 
 ADAPTER_DIR = Path(__file__).with_name("smollm2_block")
@@ -202,12 +203,13 @@ class BlockCache:
     length: int
 
 
-class SmolLM2BlockDenoiser:
+class SmolLM2BlockDenoiser(DraftAndVerify):
     """:class:`~diffusion_engine.denoiser.Denoiser` over SmolLM2 + the block-diffusion adapter.
 
     ``with denoiser.adapter_off() as model:`` yields the same resident model as a plain
     AR LM (bit-identical to the base); the adapter is only ever on inside this class's
-    own forwards, in the calling thread/task.
+    own forwards, in the calling thread/task. The same two roles give the engine's
+    ``verified`` rule its drafter and its verifier (:class:`DraftAndVerify`).
     """
 
     def __init__(self, lm: BlockDiffusionLM):

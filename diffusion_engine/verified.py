@@ -1,0 +1,101 @@
+"""The ``verified`` acceptance rule: the diffusion adapter drafts, the AR model decides.
+
+Each round (two forwards of one resident model):
+
+1. **draft** (adapter on): commit the tokens emitted last round and denoise an all-mask
+   canvas of ``block_size`` positions after them; the draft is the canvas argmax;
+2. **verify** (adapter off, i.e. the AR model): one causal forward over
+   ``[last emitted token, d_1 .. d_k]`` gives the AR choice ``a_i`` at every draft
+   position (argmax at temperature 0, else a sample with the request's generator);
+3. keep the longest prefix with ``d_i == a_i`` plus the AR's own token at the first
+   disagreement (or after the last draft token).
+
+Every emitted token is the AR model's own choice given the emitted prefix, so greedy
+output is AR greedy output token for token (up to float ties) and sampled output is a
+sample of the AR distribution; the draft only decides how many tokens one verify
+forward yields. It pays off when more than about two tokens per round are accepted
+(two forwards per round against one per token for plain AR; see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import torch
+
+from .sampling import sample_tokens, scale_logits
+
+
+@runtime_checkable
+class DraftVerifier(Protocol):
+    """Optional denoiser capability: an AR verifier sharing the drafter's weights."""
+
+    def verifier_cache(self, prompt_ids: torch.Tensor) -> Any: ...
+
+    def verify_logits(self, cache: Any, ids: torch.Tensor) -> torch.Tensor: ...
+
+    def verifier_rollback(self, cache: Any, count: int) -> None: ...
+
+    def draft_logits(self, cache: Any, pending_ids: torch.Tensor, canvas_len: int) -> tuple[torch.Tensor, Any]: ...
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one draft-and-verify round produced."""
+
+    tokens: list[int]  # accepted draft tokens + the verifier's own next token
+    drafted: int  # draft positions offered to the verifier
+    accepted: int  # of those, how many it kept
+    forwards: int  # model forwards spent (draft + verify)
+
+
+class VerifiedDrafting:
+    """Per-request state of the ``verified`` rule (the engine calls :meth:`round`)."""
+
+    monotone = True
+
+    def __init__(self, denoiser: DraftVerifier, prompt_ids: torch.Tensor, draft_len: int) -> None:
+        if not isinstance(denoiser, DraftVerifier):
+            raise ValueError(
+                f"rule 'verified' needs a denoiser that can also verify as an AR model; "
+                f"{type(denoiser).__name__} cannot (use the embedded SmolLM2 diffusion model "
+                "or another rule: 'threshold', 'low_confidence', 'entropy_bound')"
+            )
+        if draft_len < 1:
+            raise ValueError(f"verified drafting needs a canvas of at least 1 position, got {draft_len}")
+        self.denoiser = denoiser
+        self.draft_len = draft_len
+        self.verifier = denoiser.verifier_cache(prompt_ids)
+        self.last = int(prompt_ids[-1])
+        self.in_drafter = 0  # emitted tokens already committed to the drafter's cache
+        self.banned = getattr(denoiser, "mask_token_id", None)
+
+    def round(self, run: Any, room: int) -> Round:
+        """One round for ``run`` (a GenerationRun) that emits at most ``room`` tokens."""
+        d, params = self.denoiser, run.params
+        k = max(0, min(self.draft_len, room - 1))
+        draft: list[int] = []
+        forwards = 0
+        if k:
+            pending = torch.tensor(run.tokens[self.in_drafter :], dtype=torch.long)
+            logits, run.cache = d.draft_logits(run.cache, pending, k)
+            self.in_drafter = len(run.tokens)
+            if self.banned is not None:
+                logits[:, self.banned] = float("-inf")
+            draft = logits.argmax(-1).tolist()
+            forwards += 1
+        verify = d.verify_logits(self.verifier, torch.tensor([self.last, *draft], dtype=torch.long))
+        forwards += 1
+        scaled = scale_logits(verify, params.temperature)
+        choices = sample_tokens(scaled, params.temperature, params.top_p, run.generator).tolist()
+        n = next((i for i in range(k) if draft[i] != choices[i]), k)
+        # keep the verifier's K/V of [last, d_1 .. d_n]; its own token a_{n+1} is held back
+        d.verifier_rollback(self.verifier, k - n)
+        self.last = choices[n]
+        return Round(tokens=[*draft[:n], choices[n]], drafted=k, accepted=n, forwards=forwards)
+
+
+def first_stop(tokens: Sequence[int], stop_ids: frozenset[int]) -> int | None:
+    """Index of the first stop token in ``tokens``, or None."""
+    return next((i for i, t in enumerate(tokens) if t in stop_ids), None)

@@ -1,0 +1,111 @@
+"""The 'verified' rule: the adapter drafts, the AR base (adapter off) decides.
+
+Tiny random Llama in float64 so "identical to AR greedy" is exact, not up to float ties.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffusion_engine.adapters.diffusion_gemma import DiffusionGemmaDenoiser
+from diffusion_engine.adapters.smollm2_block import AdapterConfig, BlockDiffusionLM, SmolLM2BlockDenoiser
+from diffusion_engine.engine import DiffusionEngine, GenerationParams
+from diffusion_engine.template import CanvasTemplate
+from diffusion_engine.testing import tiny_diffusion_gemma
+from diffusion_engine.verified import DraftVerifier
+
+MASK, EOS = 5, 2
+
+
+def tiny_denoiser(seed: int = 0, lora_scale: float = 0.05) -> SmolLM2BlockDenoiser:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+                      tie_word_embeddings=True)
+    cfg._attn_implementation = "sdpa"
+    model = LlamaForCausalLM(cfg).eval().double()
+    lm = BlockDiffusionLM(model, AdapterConfig(block_size=4, mask_token_id=MASK, pad_token_id=0,
+                                               eos_token_ids=(EOS,), lora_rank=4, lora_alpha=8.0))
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # a small random adapter: drafts agree with AR often, not always
+        for p in lm.lora.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * lora_scale)
+        lm.mask_embedding.copy_(model.get_input_embeddings().weight[EOS + 1])
+    return SmolLM2BlockDenoiser(lm)
+
+
+def ar_greedy(denoiser: SmolLM2BlockDenoiser, prompt: list[int], n: int, stop: int | None = EOS) -> list[int]:
+    """Reference: full-sequence greedy decoding with the adapter off, no cache."""
+    ids = list(prompt)
+    with denoiser.adapter_off() as model:
+        for _ in range(n):
+            nxt = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+            if nxt == stop:
+                break
+            ids.append(nxt)
+    return ids[len(prompt):]
+
+
+def test_the_smollm2_denoiser_offers_a_verifier():
+    assert isinstance(tiny_denoiser(), DraftVerifier)
+
+
+@pytest.mark.parametrize("seed,lora_scale", [(0, 0.0), (1, 0.05), (2, 0.5)])
+def test_greedy_output_is_ar_greedy_token_for_token(seed, lora_scale):
+    d = tiny_denoiser(seed, lora_scale)
+    prompt = [7, 8, 9, 10, 11]
+    params = GenerationParams(max_tokens=24, rule="verified", stop_on_eos=False)
+    out = DiffusionEngine(d).generate(prompt, params)
+    assert out.token_ids == ar_greedy(d, prompt, 24, stop=None)
+    stats = out.stats
+    assert stats.draft_accepted <= stats.drafted
+    # forwards: one verify per round, plus one draft for every round that drafted
+    assert stats.blocks <= stats.steps <= 2 * stats.blocks
+    assert out.finish_reason == "length"
+
+
+def test_stats_count_rounds_and_accepted_drafts():
+    d = tiny_denoiser(3, 0.0)  # adapter = base: the first draft position always agrees
+    out = DiffusionEngine(d).generate([7, 8, 9], GenerationParams(max_tokens=16, rule="verified", stop_on_eos=False))
+    s = out.stats
+    assert s.draft_accepted >= s.blocks - 1  # every drafting round keeps at least d_1
+    assert len(out.token_ids) == 16 == s.draft_accepted + s.blocks  # kept drafts + one AR token per round
+
+
+def test_eos_ends_the_answer_like_ar():
+    d = tiny_denoiser(4, 0.05)
+    prompt = [12, 13, 14]
+    reference = ar_greedy(d, prompt, 40)
+    stop = next(t for t in reference[3:] if t not in (MASK,))  # a token the greedy path emits
+    d.eos_token_ids = frozenset({stop})
+    out = DiffusionEngine(d).generate(prompt, GenerationParams(max_tokens=40, rule="verified"))
+    assert out.token_ids == ar_greedy(d, prompt, 40, stop=stop)
+    assert out.finish_reason == "stop"
+
+
+def test_sampling_is_seeded_and_stays_in_budget():
+    d = tiny_denoiser(5, 0.05)
+    params = GenerationParams(max_tokens=10, rule="verified", temperature=1.0, seed=11, stop_on_eos=False)
+    a = DiffusionEngine(d).generate([7, 8], params)
+    b = DiffusionEngine(d).generate([7, 8], params)
+    assert a.token_ids == b.token_ids and len(a.token_ids) == 10
+
+
+def test_blocks_stream_through_on_block():
+    d = tiny_denoiser(6, 0.05)
+    seen: list[int] = []
+    out = DiffusionEngine(d).generate([7, 8, 9], GenerationParams(max_tokens=12, rule="verified", stop_on_eos=False),
+                                      on_block=seen.extend)
+    assert seen == out.token_ids
+
+
+def test_clear_errors_for_models_without_a_verifier_and_for_templates():
+    with pytest.raises(ValueError, match="cannot"):
+        DiffusionEngine(DiffusionGemmaDenoiser(tiny_diffusion_gemma())).generate([1, 2, 3], GenerationParams(max_tokens=4, rule="verified"))
+    d = tiny_denoiser()
+    with pytest.raises(ValueError, match="free text only"):
+        DiffusionEngine(d).generate([7, 8], GenerationParams(max_tokens=4, rule="verified"),
+                                    template=CanvasTemplate.free(4, d.vocab_size))
