@@ -36,8 +36,9 @@ Format (version 1)
                     ``stop`` (string or list), ``presence_penalty`` / ``frequency_penalty`` (-2..2).
     ``engine``      diffusion engine knobs (kind ``diffusion`` only; the decoding fields of
                     ``diffusion_engine.engine.GenerationParams``): ``block_size`` (canvas
-                    length, >= 1), ``rule`` (``threshold``, ``low_confidence`` or
-                    ``entropy_bound``), ``threshold`` (0 < t <= 1, for ``threshold``),
+                    length, >= 1), ``rule`` (``threshold``, ``low_confidence``,
+                    ``entropy_bound`` or ``verified``: the adapter drafts and the AR base
+                    keeps the agreeing prefix; ``embedded/smollm2-diffusion`` only), ``threshold`` (0 < t <= 1, for ``threshold``),
                     ``max_steps`` (forwards per block, >= 1), ``final_temperature`` (>= 0),
                     ``entropy_bound`` (> 0), ``stability_threshold`` (>= 0),
                     ``confidence_threshold`` (> 0), ``stop_on_eos`` (bool).

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 from router.policy_schema import (
     BACKEND_KEYS, BACKEND_KINDS, EMBEDDED_MODELS, ENGINE_KEYS, ENGINE_RULES, FALLBACK_CLASSES, FALLBACK_KEYS,
     MATCH_KEYS, MODEL_KEYS, PARAM_KEYS, ROUTE_KEYS, SERVER_KEYS, TOP_LEVEL_KEYS, BackendSpec,
-    FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, ServerSettings,
+    FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, ServerSettings, VERIFIED_MODELS,
 )
 from router.policy_yaml import (
     NAME_PATTERN, Located, Reader, describe, did_you_mean, environ_snapshot, load_located,
@@ -143,6 +143,10 @@ def _read_backend(r: Reader, name: str, loc: Located, max_tokens_limit: int) -> 
         if "max_retries" in fields else 0
     params = _read_params(r, fields["params"], f"{path}.params", max_tokens_limit) if "params" in fields else {}
     engine = _read_engine(r, fields["engine"], f"{path}.engine") if "engine" in fields else {}
+    if engine.get("rule") == "verified" and model not in VERIFIED_MODELS:
+        r.error(fields["engine"].line, f"{path}.engine.rule",
+                f"rule 'verified' needs a model that can also verify as AR ({', '.join(VERIFIED_MODELS)}); "
+                f"'{model}' cannot: use threshold, low_confidence or entropy_bound")
     return BackendSpec(name=name, kind=kind, model=model, timeout_s=float(timeout or 60.0),
                        max_retries=retries or 0, params=params, engine=engine, **optional_text)
 

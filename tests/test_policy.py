@@ -253,8 +253,11 @@ def test_yaml_syntax_error_names_line():
     ("backends:\n  x: {kind: diffusion, model: embedded/smollm2-diffusion, engine: {blok_size: 8}}\n",
      "backends.x.engine: unknown key 'blok_size' (did you mean 'block_size'?)"),
     ("backends:\n  x: {kind: diffusion, model: embedded/smollm2-diffusion, engine: {rule: entropy}}\n",
-     "backends.x.engine.rule: 'entropy' is not one of threshold, low_confidence, entropy_bound "
+     "backends.x.engine.rule: 'entropy' is not one of threshold, low_confidence, entropy_bound, verified "
      "(did you mean 'entropy_bound'?)"),
+    ("backends:\n  x: {kind: diffusion, model: 'diffusion_gemma:/ckpt', engine: {rule: verified}}\n",
+     "backends.x.engine.rule: rule 'verified' needs a model that can also verify as AR "
+     "(embedded/smollm2-diffusion); 'diffusion_gemma:/ckpt' cannot: use threshold, low_confidence or entropy_bound"),
     ("backends:\n  x: {kind: ar, model: embedded/smol}\n",
      "backends.x.model: unknown embedded model 'embedded/smol' (did you mean 'embedded/smollm2'?); "
      "embedded models: embedded/smollm2, embedded/smollm2-diffusion"),

@@ -10,6 +10,7 @@ Callers get a valid document or a ``StructuredOutputError`` -- never invalid JSO
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -19,10 +20,11 @@ import torch
 from ..template import CanvasTemplate
 from .adapter import choose_terminator, to_canvas_template
 from .compiler import DEFAULT_OPTIONS, CompileOptions
-from .errors import StructuredOutputError
+from .errors import StructuredOutputError, UnsupportedSchemaError
 from .layout import CanvasLayout, layout_for
 from .render import Rendered, document_validator, render
 from .skeleton import Slot
+from .verified import VerifiedDocument, verified_constrained
 
 FillFn = Callable[[CanvasTemplate], Sequence[int]]
 
@@ -118,6 +120,13 @@ class StructuredGenerator:
 
     def generate(self, prompt_ids: Any, schema: Any, params: Any) -> StructuredResult:
         layout = self.layout(schema)
+        if getattr(params, "rule", None) == "verified":
+            return self._generate_verified(prompt_ids, schema, params, layout)
+        return self._generate_joint(prompt_ids, params, layout)
+
+    def _generate_joint(self, prompt_ids: Any, params: Any, layout: CanvasLayout,
+                        max_rounds: int | None = None) -> StructuredResult:
+        """Every slot denoised jointly, then refill / repair / validate."""
         calls = {"n": 0, "steps": 0}
 
         def fill(template: CanvasTemplate) -> list[int]:
@@ -130,6 +139,48 @@ class StructuredGenerator:
             calls["steps"] += getattr(result.stats, "steps", 0)
             return list(result.token_ids)
 
-        out = fill_structured(layout, fill, max_rounds=self.max_refill_rounds)
+        rounds = self.max_refill_rounds if max_rounds is None else max_rounds
+        out = fill_structured(layout, fill, max_rounds=rounds)
         out.stats["denoiser_steps"] = calls["steps"]
         return out
+
+    def _generate_verified(self, prompt_ids: Any, schema: Any, params: Any, layout: CanvasLayout) -> StructuredResult:
+        """Rule 'verified': a one-forward-per-block skeleton draft, then AR + grammar decoding
+        that keeps agreeing draft tokens (``verified.py``); the skeleton document is the answer
+        when the AR one runs out of budget or does not validate."""
+        started = time.perf_counter()
+        # the draft: the model's own block size, every position decided in that block's one forward
+        draft_params = dataclasses.replace(params, rule="threshold", max_steps=1, block_size=len(layout))
+        draft = self._generate_joint(prompt_ids, draft_params, layout, max_rounds=0)
+        draft_ids = self.tokenizer.encode(draft.text, add_special_tokens=False)
+        # a document far longer than the skeleton's is a runaway array: stop and keep the skeleton's
+        budget = min(params.max_tokens, 2 * len(draft_ids) + 32)
+        generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        try:
+            doc = verified_constrained(
+                self.engine.denoiser, self.tokenizer, list(prompt_ids), schema, [draft_ids], max_tokens=budget,
+                draft_len=min(params.block_size or 8, 16), temperature=params.temperature, top_p=params.top_p,
+                generator=generator)
+        except (StructuredOutputError, UnsupportedSchemaError) as exc:  # e.g. llguidance cannot compile it: keep the skeleton's
+            doc = VerifiedDocument(token_ids=[], complete=False, stats={"error": str(exc)})
+        text = self.tokenizer.decode(doc.token_ids, skip_special_tokens=True)
+        value = _valid_value(text, document_validator(layout)) if doc.complete else None
+        source = "skeleton" if value is None else "ar"
+        result = draft if value is None else StructuredResult(text, value, True, 1, dict(draft.stats))
+        result.stats.update({
+            "verified": {"source": source, "complete": doc.complete, "tokens": len(doc.token_ids),
+                         "forwards": doc.forwards, "proposed": doc.proposed, "kept": doc.kept,
+                         "forced": doc.forced, "budget": budget},
+            "denoiser_steps": draft.stats["denoiser_steps"] + doc.forwards,
+            "seconds": time.perf_counter() - started,
+        })
+        return result
+
+
+def _valid_value(text: str, validator: Any) -> Any | None:
+    """The parsed document when it is JSON valid for the schema, else None."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if validator.is_valid(value) else None

@@ -10,6 +10,7 @@ invalid). Per-request engine statistics are reported in ``usage.tandem`` and /me
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -231,6 +232,10 @@ class DiffusionBackend(Backend):
         tokens: list[int] = []
         stopped = False
         params = self._params(body)
+        if params.rule == "verified" and job.kind != "text":
+            # drafts are verified left to right; canvases seeded with a prediction or
+            # followed by an infill suffix are denoised with the default rule instead
+            params = dataclasses.replace(params, rule="threshold")
         events = self._scheduler.submit(prompt, params, template=self._prediction_template(job, params),
                                         suffix_ids=suffix, drafts=drafts)
         try:
