@@ -10,6 +10,13 @@ gold JSON and per-field checks), on the same CPU in the same run, alternating pe
 * **diffusion**: the same resident model with the block-diffusion adapter on, the
   schema's skeleton in the canvas and every value slot denoised jointly (greedy,
   confidence-threshold acceptance), validated and repaired.
+* **verified**: rule ``verified`` -- AR + grammar decides every token; the skeleton document
+  (one diffusion forward), the grammar's forced tokens and prompt lookups are drafts
+  checked in one forward each; the skeleton answers when the AR document runs away.
+* **verified_lookup**: the same without the skeleton draft (forced tokens + prompt lookup
+  only; the skeleton is built only when the AR document fails): what the draft adds.
+
+``--methods`` picks a subset (default: all four).
 
 Reported: schema-valid rate, mean field accuracy (``diffusion_engine.grading``), tokens
 per forward (diffusion: free canvas positions and output tokens per denoiser forward;
@@ -60,10 +67,16 @@ def run(args: argparse.Namespace) -> dict:
     from diffusion_engine.structured.decode import StructuredGenerator
 
     torch.set_num_threads(args.threads)
-    model, tokenizer = load_smollm2()
-    denoiser = SmolLM2BlockDenoiser.load(args.adapter, model=model)
-    generator = StructuredGenerator(DiffusionEngine(denoiser), tokenizer)
+    dtype = getattr(torch, args.dtype)
+    model, tokenizer = load_smollm2(dtype)
+    denoiser = SmolLM2BlockDenoiser.load(args.adapter, model=model, dtype=dtype)
+    engine = DiffusionEngine(denoiser)
+    generator = StructuredGenerator(engine, tokenizer)
+    generators = {"verified": generator, "verified_lookup": StructuredGenerator(engine, tokenizer, skeleton_draft=False)}
     params = GenerationParams(temperature=0.0, threshold=args.threshold)
+    verified_params = GenerationParams(temperature=0.0, rule="verified", block_size=args.draft_len,
+                                       max_tokens=args.ar_max_tokens)
+    methods = args.methods.split(",")
     tasks = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()][: args.limit]
 
     rows = []
@@ -72,6 +85,21 @@ def run(args: argparse.Namespace) -> dict:
         prompt = list(tokenizer.apply_chat_template(task["messages"], add_generation_prompt=True, tokenize=True,
                                                     return_dict=False))
         row = {"id": task["id"]}
+        for method in ("verified", "verified_lookup"):
+            if method in methods:
+                start = time.perf_counter()
+                result = generators[method].generate(prompt, schema, verified_params)
+                seconds = time.perf_counter() - start
+                valid, value = check_valid(result.text, schema)
+                info = result.stats["verified"]
+                row[method] = {"valid": valid, "seconds": seconds, "source": info["source"],
+                               "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
+                               "tokens": info["tokens"], "forwards": result.stats["denoiser_steps"],
+                               "ar_forwards": info["forwards"], "kept": info["kept"], "forced": info["forced"],
+                               "text": result.text}
+        if "ar" not in methods:
+            rows.append(row)
+            continue
         start = time.perf_counter()
         try:
             with denoiser.adapter_off() as base:
@@ -82,7 +110,13 @@ def run(args: argparse.Namespace) -> dict:
         valid, value = check_valid(text, schema)
         ar_tokens = len(tokenizer.encode(text, add_special_tokens=False))
         row["ar"] = {"valid": valid, "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
-                     "seconds": ar_seconds, "tokens": ar_tokens, "forwards": ar_tokens}
+                     "seconds": ar_seconds, "tokens": ar_tokens, "forwards": ar_tokens, "text": text}
+        for method in ("verified", "verified_lookup"):
+            if method in row:
+                row[method]["identical_to_ar"] = row[method]["text"] == text
+        if "diffusion" not in methods:
+            rows.append(row)
+            continue
 
         start = time.perf_counter()
         try:
@@ -108,18 +142,29 @@ def run(args: argparse.Namespace) -> dict:
 
 def summarize(rows: list[dict]) -> dict:
     out = {}
-    for method in ("ar", "diffusion"):
-        items = [r[method] for r in rows]
+    for method in ("ar", "diffusion", "verified", "verified_lookup"):
+        items = [r[method] for r in rows if method in r]
+        if not items:
+            continue
         out[method] = {
             "valid_rate": sum(i["valid"] for i in items) / len(items),
             "field_accuracy": statistics.mean(i["accuracy"] for i in items),
             "seconds_per_task": statistics.mean(i["seconds"] for i in items),
+            "tokens_per_forward": sum(i["tokens"] for i in items) / max(1, sum(i["forwards"] for i in items)),
         }
-    diffusion = [r["diffusion"] for r in rows if r["diffusion"]["forwards"]]
+        if "source" in items[0]:
+            out[method]["answered_by_ar"] = sum(i["source"] == "ar" for i in items) / len(items)
+            if "identical_to_ar" in items[0]:
+                out[method]["identical_to_ar_baseline"] = sum(i["identical_to_ar"] for i in items) / len(items)
+    diffusion = [r["diffusion"] for r in rows if "diffusion" in r and r["diffusion"]["forwards"]]
     if diffusion:
         out["diffusion"]["value_positions_per_forward"] = statistics.mean(i["value_positions_per_forward"] for i in diffusion)
         out["diffusion"]["output_tokens_per_forward"] = statistics.mean(i["output_tokens_per_forward"] for i in diffusion)
-    out["wall_clock_speedup"] = out["ar"]["seconds_per_task"] / max(out["diffusion"]["seconds_per_task"], 1e-9)
+    if "ar" in out:
+        for method in ("diffusion", "verified", "verified_lookup"):
+            if method in out:
+                out[method]["wall_clock_speedup_vs_ar"] = (out["ar"]["seconds_per_task"]
+                                                           / max(out[method]["seconds_per_task"], 1e-9))
     return out
 
 
@@ -131,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threshold", type=float, default=0.9)
     ap.add_argument("--ar-max-tokens", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="resident model dtype (the gateway serves float32)")
+    ap.add_argument("--draft-len", type=int, default=8, help="verified: tokens proposed per AR forward")
+    ap.add_argument("--methods", default="ar,diffusion,verified,verified_lookup")
     args = ap.parse_args(argv)
     args.data = args.data or default_data()
     result = run(args)

@@ -87,8 +87,9 @@ def test_lookup_continues_the_latest_match_and_starts_at_the_first_source():
     assert DraftLookup([]).propose([1], 4) == []
 
 
-def test_generator_rule_verified_is_valid_and_reports_its_source(denoiser, tok):
-    gen = StructuredGenerator(DiffusionEngine(denoiser), tok)
+@pytest.mark.parametrize("skeleton_draft", [True, False])
+def test_generator_rule_verified_is_valid_and_reports_its_source(denoiser, tok, skeleton_draft):
+    gen = StructuredGenerator(DiffusionEngine(denoiser), tok, skeleton_draft=skeleton_draft)
     prompt = tok.encode("Alice is 31 and ok. Reply with JSON:", add_special_tokens=False)
     params = GenerationParams(max_tokens=200, rule="verified")
     result = gen.generate(prompt, PERSON, params)
@@ -101,8 +102,9 @@ def test_generator_rule_verified_is_valid_and_reports_its_source(denoiser, tok):
     assert result.text == tok.decode(expected, skip_special_tokens=True)
 
 
-def test_a_runaway_ar_document_falls_back_to_the_skeleton(denoiser, tok):
-    gen = StructuredGenerator(DiffusionEngine(denoiser), tok)
+@pytest.mark.parametrize("skeleton_draft", [True, False])
+def test_a_runaway_ar_document_falls_back_to_the_skeleton(denoiser, tok, skeleton_draft):
+    gen = StructuredGenerator(DiffusionEngine(denoiser), tok, skeleton_draft=skeleton_draft)
     prompt = tok.encode("JSON please:", add_special_tokens=False)
     result = gen.generate(prompt, PERSON, GenerationParams(max_tokens=4, rule="verified"))  # 4 tokens cannot finish
     assert result.stats["verified"]["source"] == "skeleton" and not result.stats["verified"]["complete"]

@@ -103,11 +103,14 @@ class StructuredGenerator:
     """Schema-constrained generation with the diffusion engine (one canvas, all slots jointly)."""
 
     def __init__(self, engine: Any, tokenizer: Any, *, options: CompileOptions = DEFAULT_OPTIONS,
-                 max_refill_rounds: int = 2) -> None:
+                 max_refill_rounds: int = 2, skeleton_draft: bool = True) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.options = options
         self.max_refill_rounds = max_refill_rounds
+        #: rule 'verified': draft the whole document with the diffusion skeleton first (else the
+        #: skeleton is only built when the AR document fails, and drafts come from the prompt)
+        self.skeleton_draft = skeleton_draft
         d = engine.denoiser
         self.vocab_size = int(d.vocab_size)
         self.pad_id = choose_terminator(tokenizer, pad_token_id=d.pad_token_id,
@@ -145,36 +148,45 @@ class StructuredGenerator:
         return out
 
     def _generate_verified(self, prompt_ids: Any, schema: Any, params: Any, layout: CanvasLayout) -> StructuredResult:
-        """Rule 'verified': a one-forward-per-block skeleton draft, then AR + grammar decoding
-        that keeps agreeing draft tokens (``verified.py``); the skeleton document is the answer
-        when the AR one runs out of budget or does not validate."""
+        """Rule 'verified': AR + grammar decoding that keeps agreeing draft tokens
+        (``verified.py``), drafting from the skeleton document (when ``skeleton_draft``) and
+        the prompt; the skeleton document is the answer when the AR one runs out of budget
+        or does not validate."""
         started = time.perf_counter()
-        # the draft: the model's own block size, every position decided in that block's one forward
-        draft_params = dataclasses.replace(params, rule="threshold", max_steps=1, block_size=len(layout))
-        draft = self._generate_joint(prompt_ids, draft_params, layout, max_rounds=0)
-        draft_ids = self.tokenizer.encode(draft.text, add_special_tokens=False)
-        # a document far longer than the skeleton's is a runaway array: stop and keep the skeleton's
-        budget = min(params.max_tokens, 2 * len(draft_ids) + 32)
+        skeleton = self._skeleton_document(prompt_ids, params, layout) if self.skeleton_draft else None
+        drafts = [self.tokenizer.encode(skeleton.text, add_special_tokens=False)] if skeleton else []
+        # a document far longer than the canvas allows is a runaway array: stop, answer with the skeleton
+        budget = min(params.max_tokens, 2 * len(layout) + 32)
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         try:
             doc = verified_constrained(
-                self.engine.denoiser, self.tokenizer, list(prompt_ids), schema, [draft_ids], max_tokens=budget,
+                self.engine.denoiser, self.tokenizer, list(prompt_ids), schema, drafts, max_tokens=budget,
                 draft_len=min(params.block_size or 8, 16), temperature=params.temperature, top_p=params.top_p,
                 generator=generator)
-        except (StructuredOutputError, UnsupportedSchemaError) as exc:  # e.g. llguidance cannot compile it: keep the skeleton's
+        except (StructuredOutputError, UnsupportedSchemaError) as exc:  # e.g. llguidance cannot compile it
             doc = VerifiedDocument(token_ids=[], complete=False, stats={"error": str(exc)})
         text = self.tokenizer.decode(doc.token_ids, skip_special_tokens=True)
         value = _valid_value(text, document_validator(layout)) if doc.complete else None
-        source = "skeleton" if value is None else "ar"
-        result = draft if value is None else StructuredResult(text, value, True, 1, dict(draft.stats))
+        if value is None:
+            skeleton = skeleton or self._skeleton_document(prompt_ids, params, layout)
+            result = skeleton
+        else:
+            result = StructuredResult(text, value, True, 1, {"slots": len(layout.skeleton.slots),
+                                                             "canvas_tokens": len(layout)})
         result.stats.update({
-            "verified": {"source": source, "complete": doc.complete, "tokens": len(doc.token_ids),
-                         "forwards": doc.forwards, "proposed": doc.proposed, "kept": doc.kept,
-                         "forced": doc.forced, "budget": budget},
-            "denoiser_steps": draft.stats["denoiser_steps"] + doc.forwards,
+            "verified": {"source": "ar" if value is not None else "skeleton", "complete": doc.complete,
+                         "tokens": len(doc.token_ids), "forwards": doc.forwards, "proposed": doc.proposed,
+                         "kept": doc.kept, "forced": doc.forced, "budget": budget,
+                         "skeleton_draft": self.skeleton_draft, **doc.stats},
+            "denoiser_steps": (skeleton.stats["denoiser_steps"] if skeleton else 0) + doc.forwards,
             "seconds": time.perf_counter() - started,
         })
         return result
+
+    def _skeleton_document(self, prompt_ids: Any, params: Any, layout: CanvasLayout) -> StructuredResult:
+        """The whole canvas in one forward (every position decided at once), repaired: always valid."""
+        one_shot = dataclasses.replace(params, rule="threshold", max_steps=1, block_size=len(layout))
+        return self._generate_joint(prompt_ids, one_shot, layout, max_rounds=0)
 
 
 def _valid_value(text: str, validator: Any) -> Any | None:
