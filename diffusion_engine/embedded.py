@@ -48,8 +48,25 @@ def dense_cache_dir() -> Path:
     return base / f"smollm2-135m-instruct-{_CACHE_VERSION}"
 
 
-def load_smollm2(dtype: torch.dtype = torch.float32):
-    """Return ``(model, tokenizer)``; loaded once per process and dtype."""
+#: accepted values of ``TANDEM_EMBEDDED_DTYPE``
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def embedded_dtype() -> torch.dtype:
+    """The resident model's dtype: ``TANDEM_EMBEDDED_DTYPE`` (default float32).
+
+    bfloat16 makes multi-token forwards (prefill, the ``verified`` rule's checks) much
+    cheaper on CPUs with bf16 matrix units, at the cost of bf16 rounding in AR outputs.
+    """
+    name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "float32")
+    if name not in DTYPES:
+        raise ValueError(f"TANDEM_EMBEDDED_DTYPE={name!r}: use one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def load_smollm2(dtype: torch.dtype | None = None):
+    """Return ``(model, tokenizer)``; loaded once per process and dtype (default: :func:`embedded_dtype`)."""
+    dtype = dtype if dtype is not None else embedded_dtype()
     key = str(dtype)
     with _lock:
         if key in _loaded:

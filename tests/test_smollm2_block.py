@@ -238,3 +238,15 @@ def test_synthetic_route_data_is_deterministic_and_correct():
         assert pair.answer not in pair.instruction  # the span was really cut out
     edits = make_edit_pairs(["The quick fox is happy to help the big dog today."] * 8, 8, random.Random(1))
     assert edits and all(e.answer != e.instruction.split("\n", 1)[1] or e.source != "edit" for e in edits)
+
+
+def test_embedded_dtype_comes_from_the_environment(monkeypatch):
+    from diffusion_engine.embedded import embedded_dtype
+
+    monkeypatch.delenv("TANDEM_EMBEDDED_DTYPE", raising=False)
+    assert embedded_dtype() == torch.float32
+    monkeypatch.setenv("TANDEM_EMBEDDED_DTYPE", "bfloat16")
+    assert embedded_dtype() == torch.bfloat16
+    monkeypatch.setenv("TANDEM_EMBEDDED_DTYPE", "fp16")
+    with pytest.raises(ValueError, match="use one of float32, bfloat16"):
+        embedded_dtype()

@@ -226,13 +226,13 @@ class SmolLM2BlockDenoiser(DraftAndVerify):
     def load(
         cls,
         adapter_path: Path | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         model: nn.Module | None = None,
     ) -> "SmolLM2BlockDenoiser":
         """Attach the shipped adapter (or ``adapter_path``) to the resident SmolLM2.
 
-        ``dtype`` picks the resident copy from ``load_smollm2`` (float32 is what the AR
-        backend uses, so both share one model; bfloat16 is ~2x faster on AMX CPUs).
+        ``dtype`` picks the resident copy from ``load_smollm2`` (default: the embedded dtype
+        the AR backend uses too, so both share one model; bfloat16 is ~2x faster on AMX CPUs).
         """
         config, state = load_adapter(adapter_path)
         if model is None:
