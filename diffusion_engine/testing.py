@@ -61,3 +61,30 @@ def tiny_diffusion_gemma(seed: int = 0, *, canvas_length: int = TINY_CANVAS, voc
     torch.manual_seed(seed)
     model = DiffusionGemmaForBlockDiffusion(config).eval()
     return model
+
+
+def tiny_block_denoiser(vocab_size: int, *, block_size: int = 4, mask_token_id: int = 5,
+                        eos_token_ids: tuple[int, ...] = (2,), seed: int = 0, lora_scale: float = 0.05,
+                        dtype: torch.dtype = torch.float64):
+    """A tiny random Llama with the SmolLM2 block-diffusion adapter attached
+    (``SmolLM2BlockDenoiser``). The LoRA weights are random (``lora_scale`` = 0 makes the
+    drafter equal to the base), so drafts agree with the AR base often, not always.
+    float64 by default so "identical to AR greedy" tests are exact, not up to float ties."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from diffusion_engine.adapters.smollm2_block import AdapterConfig, BlockDiffusionLM, SmolLM2BlockDenoiser
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=16 if vocab_size > 1000 else 32,
+                      intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      head_dim=4 if vocab_size > 1000 else 8, max_position_embeddings=1024,
+                      tie_word_embeddings=True)
+    cfg._attn_implementation = "sdpa"
+    model = LlamaForCausalLM(cfg).eval().to(dtype)
+    lm = BlockDiffusionLM(model, AdapterConfig(block_size=block_size, mask_token_id=mask_token_id, pad_token_id=0,
+                                               eos_token_ids=eos_token_ids, lora_rank=4, lora_alpha=8.0))
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in lm.lora.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * lora_scale)
+    return SmolLM2BlockDenoiser(lm)

@@ -12,12 +12,12 @@ import pytest
 import torch
 from jsonschema import Draft202012Validator
 
-from diffusion_engine.adapters.smollm2_block import AdapterConfig, BlockDiffusionLM, SmolLM2BlockDenoiser
 from diffusion_engine.engine import DiffusionEngine, GenerationParams
 from diffusion_engine.structured.ar_constraint import JsonSchemaLogitsMask
 from diffusion_engine.structured.decode import StructuredGenerator
 from diffusion_engine.structured.tokenizer_source import smollm2_tokenizer
 from diffusion_engine.structured.verified import DraftLookup, verified_constrained
+from diffusion_engine.testing import tiny_block_denoiser
 
 PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
                                            "age": {"type": "integer", "minimum": 0, "maximum": 120},
@@ -35,17 +35,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def denoiser(tok):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
-                      tie_word_embeddings=True)
-    cfg._attn_implementation = "sdpa"
-    lm = BlockDiffusionLM(LlamaForCausalLM(cfg).eval().double(),
-                          AdapterConfig(block_size=8, mask_token_id=16, pad_token_id=0, eos_token_ids=(2, 0),
-                                        lora_rank=2, lora_alpha=2.0))
-    return SmolLM2BlockDenoiser(lm)
+    return tiny_block_denoiser(len(tok), block_size=8, mask_token_id=16, eos_token_ids=(2, 0))
 
 
 def reference(denoiser, tok, prompt, schema, max_tokens):

@@ -1,6 +1,6 @@
 """The 'verified' rule: the adapter drafts, the AR base (adapter off) decides.
 
-Tiny random Llama in float64 so "identical to AR greedy" is exact, not up to float ties.
+Tiny random Llama in float64 (``tiny_block_denoiser``) so "identical to AR greedy" is exact.
 """
 
 from __future__ import annotations
@@ -9,32 +9,17 @@ import pytest
 import torch
 
 from diffusion_engine.adapters.diffusion_gemma import DiffusionGemmaDenoiser
-from diffusion_engine.adapters.smollm2_block import AdapterConfig, BlockDiffusionLM, SmolLM2BlockDenoiser
+from diffusion_engine.adapters.smollm2_block import SmolLM2BlockDenoiser
 from diffusion_engine.engine import DiffusionEngine, GenerationParams
 from diffusion_engine.template import CanvasTemplate
-from diffusion_engine.testing import tiny_diffusion_gemma
+from diffusion_engine.testing import tiny_block_denoiser, tiny_diffusion_gemma
 from diffusion_engine.verified import DraftVerifier
 
 MASK, EOS = 5, 2
 
 
 def tiny_denoiser(seed: int = 0, lora_scale: float = 0.05) -> SmolLM2BlockDenoiser:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
-                      tie_word_embeddings=True)
-    cfg._attn_implementation = "sdpa"
-    model = LlamaForCausalLM(cfg).eval().double()
-    lm = BlockDiffusionLM(model, AdapterConfig(block_size=4, mask_token_id=MASK, pad_token_id=0,
-                                               eos_token_ids=(EOS,), lora_rank=4, lora_alpha=8.0))
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():  # a small random adapter: drafts agree with AR often, not always
-        for p in lm.lora.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * lora_scale)
-        lm.mask_embedding.copy_(model.get_input_embeddings().weight[EOS + 1])
-    return SmolLM2BlockDenoiser(lm)
+    return tiny_block_denoiser(48, mask_token_id=MASK, eos_token_ids=(EOS,), seed=seed, lora_scale=lora_scale)
 
 
 def ar_greedy(denoiser: SmolLM2BlockDenoiser, prompt: list[int], n: int, stop: int | None = EOS) -> list[int]:
