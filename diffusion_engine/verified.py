@@ -2,8 +2,10 @@
 
 Each round (two forwards of one resident model):
 
-1. **draft** (adapter on): commit the tokens emitted last round and denoise an all-mask
-   canvas of ``block_size`` positions after them; the draft is the canvas argmax;
+1. **draft**: when the last emitted tokens occur in the prompt, what followed them there
+   (prompt lookup: free, and right for edits and code changes); otherwise (adapter on)
+   commit the tokens emitted since the last draft and denoise an all-mask canvas of
+   ``block_size`` positions after them, and take the canvas argmax;
 2. **verify** (adapter off, i.e. the AR model): one causal forward over
    ``[last emitted token, d_1 .. d_k]`` gives the AR choice ``a_i`` at every draft
    position (argmax at temperature 0, else a sample with the request's generator);
@@ -24,6 +26,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
+from .lookup import DraftLookup
 from .sampling import sample_tokens, scale_logits
 
 
@@ -47,7 +50,7 @@ class Round:
     tokens: list[int]  # accepted draft tokens + the verifier's own next token
     drafted: int  # draft positions offered to the verifier
     accepted: int  # of those, how many it kept
-    forwards: int  # model forwards spent (draft + verify)
+    forwards: int  # model forwards spent (draft + verify; a prompt lookup costs none)
 
 
 class VerifiedDrafting:
@@ -69,15 +72,18 @@ class VerifiedDrafting:
         self.verifier = denoiser.verifier_cache(prompt_ids)
         self.last = int(prompt_ids[-1])
         self.in_drafter = 0  # emitted tokens already committed to the drafter's cache
+        self.lookup = DraftLookup([torch.as_tensor(prompt_ids).tolist()], min_ngram=2)
         self.banned = getattr(denoiser, "mask_token_id", None)
 
     def round(self, run: Any, room: int) -> Round:
         """One round for ``run`` (a GenerationRun) that emits at most ``room`` tokens."""
         d, params = self.denoiser, run.params
         k = max(0, min(self.draft_len, room - 1))
-        draft: list[int] = []
+        # text that copies the prompt (edits, code changes) is proposed from the prompt for free;
+        # otherwise the adapter drafts the canvas
+        draft: list[int] = self.lookup.propose(run.tokens, k) if k else []
         forwards = 0
-        if k:
+        if k and not draft:
             pending = torch.tensor(run.tokens[self.in_drafter :], dtype=torch.long)
             logits, run.cache = d.draft_logits(run.cache, pending, k)
             self.in_drafter = len(run.tokens)

@@ -16,7 +16,8 @@ from diffusion_engine.engine import DiffusionEngine, GenerationParams
 from diffusion_engine.structured.ar_constraint import JsonSchemaLogitsMask
 from diffusion_engine.structured.decode import StructuredGenerator
 from diffusion_engine.structured.tokenizer_source import smollm2_tokenizer
-from diffusion_engine.structured.verified import DraftLookup, verified_constrained
+from diffusion_engine.lookup import DraftLookup
+from diffusion_engine.structured.verified import verified_constrained
 from diffusion_engine.testing import tiny_block_denoiser
 
 PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
@@ -69,7 +70,7 @@ def test_output_is_exactly_ar_with_the_grammar(denoiser, tok, schema, use_draft)
 
 
 def test_lookup_continues_the_latest_match_and_starts_at_the_first_source():
-    look = DraftLookup([[1, 2, 3, 9, 2, 3, 7, 8]])
+    look = DraftLookup([[1, 2, 3, 9, 2, 3, 7, 8]], lead_with_first=True)
     assert look.propose([], 3) == [1, 2, 3]
     assert look.propose([5, 2, 3], 2) == [9, 2]  # first occurrence after the cursor
     assert look.propose([2, 3], 2) == [7, 8]  # the cursor moved past the first "2 3"

@@ -94,3 +94,15 @@ def test_clear_errors_for_models_without_a_verifier_and_for_templates():
     with pytest.raises(ValueError, match="free text only"):
         DiffusionEngine(d).generate([7, 8], GenerationParams(max_tokens=4, rule="verified"),
                                     template=CanvasTemplate.free(4, d.vocab_size))
+
+
+def test_prompt_lookup_drafts_answers_that_copy_the_prompt():
+    d = tiny_denoiser(7, 0.05)
+    head = [7, 8, 9, 10]
+    answer = ar_greedy(d, head, 12, stop=None)
+    prompt = head + answer + [11] + head  # the prompt already holds what AR will say next
+    params = GenerationParams(max_tokens=12, rule="verified", stop_on_eos=False)
+    out = DiffusionEngine(d).generate(prompt, params)
+    assert out.token_ids == ar_greedy(d, prompt, 12, stop=None)
+    # rounds drafted by lookup cost one forward (verify only), adapter rounds two
+    assert out.stats.steps <= out.stats.blocks + 1

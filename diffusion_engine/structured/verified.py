@@ -5,9 +5,10 @@ The ``verified`` rule applied to JSON. The diffusion skeleton fills the whole do
 cheaply (one forward per block); that document, the prompt, and the grammar's forced
 tokens (keys, punctuation: llguidance's fast-forward) are *draft sources*. Each round:
 
-1. propose up to ``draft_len`` tokens: the forced tokens, then the continuation of the
-   longest emitted tail found in a source (prompt-lookup decoding, over the skeleton
-   document first, so values copied from the input are proposed whole);
+1. propose up to ``draft_len`` grammar-valid tokens (:func:`propose`): forced tokens
+   alternating with the continuation of the longest emitted tail found in a source
+   (prompt-lookup decoding, over the skeleton document first, so values copied from the
+   input are proposed whole);
 2. one AR forward (adapter off) over ``[last token, proposal]``;
 3. walk the proposal with the grammar mask applied to each position's AR logits; keep
    tokens while the AR's masked choice equals the proposal, then the AR's own token.
@@ -25,45 +26,33 @@ from typing import Any, Sequence
 
 import torch
 
+from ..lookup import DraftLookup
 from ..sampling import sample_tokens, scale_logits
 from .ar_constraint import JsonSchemaLogitsMask
 
 
-class DraftLookup:
-    """Continuations of the emitted tail, looked up in source token lists.
+def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int], k: int) -> tuple[list[int], int]:
+    """Up to ``k`` grammar-valid draft tokens and how many of them the grammar forces.
 
-    Each source keeps a cursor just past its last match, and is searched from there
-    first: a document is consumed roughly in order, so its *next* ``", "`` is the
-    useful one, not its first.
+    Forced tokens and looked-up continuations alternate: after a looked-up value the
+    grammar usually forces the next key (``", "age": ``), so one proposal runs through
+    structure and values alike. The matcher is walked along the proposal and rolled back.
     """
-
-    def __init__(self, sources: Sequence[Sequence[int]], max_ngram: int = 3) -> None:
-        self.sources = [list(s) for s in sources if len(s)]
-        self.cursors = [0] * len(self.sources)
-        self.max_ngram = max_ngram
-
-    def propose(self, emitted: Sequence[int], k: int) -> list[int]:
-        if k <= 0 or not self.sources:
-            return []
-        if not emitted:  # a document starts where the first source starts
-            return self.sources[0][:k]
-        for n in range(min(self.max_ngram, len(emitted)), 0, -1):
-            tail = list(emitted[-n:])
-            for s, src in enumerate(self.sources):
-                at = self._find(src, tail, self.cursors[s])
-                if at is not None and at + n < len(src):
-                    self.cursors[s] = at + n
-                    return src[at + n : at + n + k]
-        return []
-
-    @staticmethod
-    def _find(src: list[int], tail: list[int], start: int) -> int | None:
-        n = len(tail)
-        for lo, hi in ((start, len(src) - n), (0, min(start, len(src)) - 1)):  # from the cursor, then wrap
-            for i in range(lo, hi + 1):
-                if src[i : i + n] == tail:
-                    return i
-        return None
+    proposal: list[int] = []
+    forced = consumed = 0
+    matcher = mask.matcher
+    while len(proposal) < k and not matcher.is_stopped():
+        room = k - len(proposal)
+        ff = [int(t) for t in matcher.compute_ff_tokens()][:room]
+        guess = ff or lookup.propose(emitted + proposal, room)
+        took = matcher.try_consume_tokens(guess) if guess else 0
+        if took == 0:
+            break
+        consumed += took
+        forced += took if ff else 0
+        proposal += guess[:took]
+    matcher.rollback(consumed)
+    return proposal, forced
 
 
 @dataclass
@@ -97,17 +86,15 @@ def verified_constrained(
     prompt = list(prompt_ids)
     cache = verifier.verifier_cache(torch.tensor(prompt, dtype=torch.long))
     last = prompt[-1]
-    lookup = DraftLookup([*drafts, prompt])
+    lookup = DraftLookup([*drafts, prompt], lead_with_first=True)
     doc = VerifiedDocument(token_ids=[], complete=False)
     out = doc.token_ids
     while len(out) < max_tokens:
-        room = max_tokens - len(out) - 1
-        forced = [int(t) for t in mask.matcher.compute_ff_tokens()][:room]
-        proposal = forced + lookup.propose(out + forced, min(draft_len, room) - len(forced))
+        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1))
         logits = verifier.verify_logits(cache, torch.tensor([last, *proposal], dtype=torch.long))
         doc.forwards += 1
-        doc.proposed += len(proposal) - len(forced)
-        doc.forced += len(forced)
+        doc.proposed += len(proposal) - forced
+        doc.forced += forced
         kept, finished = 0, False
         for i in range(len(proposal) + 1):
             scaled = scale_logits(mask.apply(logits[i]), temperature)
@@ -125,7 +112,7 @@ def verified_constrained(
                 kept += 1
                 continue
             break
-        doc.kept += max(0, kept - len(forced))
+        doc.kept += max(0, kept - forced)
         verifier.verifier_rollback(cache, len(proposal) - kept)
         if finished:
             doc.complete = True

@@ -1,0 +1,51 @@
+"""Prompt-lookup drafting: propose what followed the last emitted tokens in a source.
+
+Used by the ``verified`` rule as a draft source besides the diffusion adapter: answers
+that copy their input (edits, extraction, code changes) are proposed span by span, and
+the AR verifier keeps what it agrees with.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class DraftLookup:
+    """Continuations of the emitted tail, looked up in source token lists.
+
+    Each source keeps a cursor just past its last match, and is searched from there
+    first: a document is consumed roughly in order, so its *next* ``", "`` is the
+    useful one, not its first.
+    """
+
+    def __init__(self, sources: Sequence[Sequence[int]], *, max_ngram: int = 3, min_ngram: int = 1,
+                 lead_with_first: bool = False) -> None:
+        self.sources = [list(s) for s in sources if len(s)]
+        self.cursors = [0] * len(self.sources)
+        self.max_ngram, self.min_ngram = max_ngram, min_ngram
+        #: with nothing emitted yet, propose the start of the first source (a draft document)
+        self.lead_with_first = lead_with_first
+
+    def propose(self, emitted: Sequence[int], k: int) -> list[int]:
+        """Up to ``k`` tokens that followed the longest matching tail of ``emitted``."""
+        if k <= 0 or not self.sources:
+            return []
+        if not emitted:
+            return self.sources[0][:k] if self.lead_with_first else []
+        for n in range(min(self.max_ngram, len(emitted)), self.min_ngram - 1, -1):
+            tail = list(emitted[-n:])
+            for s, src in enumerate(self.sources):
+                at = self._find(src, tail, self.cursors[s])
+                if at is not None and at + n < len(src):
+                    self.cursors[s] = at + n
+                    return src[at + n : at + n + k]
+        return []
+
+    @staticmethod
+    def _find(src: list[int], tail: list[int], start: int) -> int | None:
+        n = len(tail)
+        for lo, hi in ((start, len(src) - n), (0, min(start, len(src)) - 1)):  # from the cursor, then wrap
+            for i in range(lo, hi + 1):
+                if src[i : i + n] == tail:
+                    return i
+        return None
