@@ -48,19 +48,34 @@ def dense_cache_dir() -> Path:
     return base / f"smollm2-135m-instruct-{_CACHE_VERSION}"
 
 
-#: accepted values of ``TANDEM_EMBEDDED_DTYPE``
+#: accepted values of ``TANDEM_EMBEDDED_DTYPE`` (besides ``auto``)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+#: CPU flags with native bf16 matrix math (Intel AMX, AVX512-BF16)
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_FLAGS)
 
 
 def embedded_dtype() -> torch.dtype:
-    """The resident model's dtype: ``TANDEM_EMBEDDED_DTYPE`` (default float32).
+    """The resident model's dtype: ``TANDEM_EMBEDDED_DTYPE`` = ``auto`` (default),
+    ``float32`` or ``bfloat16``.
 
-    bfloat16 makes multi-token forwards (prefill, the ``verified`` rule's checks) much
-    cheaper on CPUs with bf16 matrix units, at the cost of bf16 rounding in AR outputs.
+    ``auto`` is bfloat16 on CPUs with native bf16 matrix math and float32 elsewhere (where
+    bf16 would be emulated and slow). On such CPUs a forward over 16 tokens costs about what
+    a forward over one does in bf16 and about twice that in float32, which is what the
+    ``verified`` rule's multi-token checks and every prefill pay (see BENCHMARKS.md).
     """
-    name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "float32")
+    name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "auto")
+    if name == "auto":
+        return torch.bfloat16 if cpu_has_bf16() else torch.float32
     if name not in DTYPES:
-        raise ValueError(f"TANDEM_EMBEDDED_DTYPE={name!r}: use one of {', '.join(DTYPES)}")
+        raise ValueError(f"TANDEM_EMBEDDED_DTYPE={name!r}: use auto, {', '.join(DTYPES)}")
     return DTYPES[name]
 
 

@@ -45,6 +45,21 @@ PROMPTS = [
     "What makes a good friend?",
 ]
 
+#: ``--set edit``: answers that mostly copy their input (where prompt lookup drafts help)
+EDIT_PROMPTS = [
+    "Fix the spelling mistakes in this text:\nThe libary opens at nine oclock every mornng, and the "
+    "childrens section has new books evry week.",
+    "Rewrite this text in uppercase:\nPlease bring your ticket and a photo ID to the front desk.",
+    "Replace the word \"quick\" with \"fast\" in this text:\nThe quick train left the station before "
+    "the quick bus arrived at the quick stop.",
+    "Add a docstring to this Python function and return the whole function:\n"
+    "def area(width, height):\n    return width * height",
+    "Remove every occurrence of the word \"very\" from this text:\nIt was a very cold and very windy day, "
+    "so we stayed inside and read very old books.",
+    "Correct the grammar of this sentence:\nShe don't like apples, but her brothers likes them very much.",
+]
+PROMPT_SETS = {"free": PROMPTS, "edit": EDIT_PROMPTS}
+
 
 def chat_ids(tokenizer, text: str) -> list[int]:
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
@@ -105,7 +120,8 @@ def run(args: argparse.Namespace) -> dict:
     engine = DiffusionEngine(denoiser)
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     eos = set(denoiser.eos_token_ids) | {end_id}
-    prompts = PROMPTS[: args.limit] if args.limit else PROMPTS
+    prompt_set = PROMPT_SETS[args.set]
+    prompts = prompt_set[: args.limit] if args.limit else prompt_set
     settings = [(float(t), int(c)) for t in args.thresholds.split(",") if t for c in args.canvas.split(",")]
 
     rows: dict[str, list[dict]] = {"ar": []}
@@ -150,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
         s["ppl_ratio"] = s["ppl_geo"] / ar_ppl
         s["speedup_vs_ar"] = s["tokens_per_s"] / summary["ar"]["tokens_per_s"]
     return {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "adapter": str(args.adapter or "shipped"),
-            "dtype": args.dtype, "threads": args.threads, "max_tokens": args.max_tokens,
+            "dtype": args.dtype, "threads": args.threads, "set": args.set, "max_tokens": args.max_tokens,
             "cpu_load_note": "shared 2-core machine; absolute tokens/s are noisy, compare rows of one run",
             "summary": summary, "rows": rows}
 
@@ -199,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     ap.add_argument("--limit", type=int, default=0, help="first N prompts only")
+    ap.add_argument("--set", default="free", choices=sorted(PROMPT_SETS),
+                    help="free: open-ended prompts; edit: answers that copy their input")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     result = run(args)

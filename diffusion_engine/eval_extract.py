@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> dict:
     from diffusion_engine.structured.decode import StructuredGenerator
 
     torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
+    from diffusion_engine.embedded import embedded_dtype
+
+    dtype = getattr(torch, args.dtype) if args.dtype else embedded_dtype()
     model, tokenizer = load_smollm2(dtype)
     denoiser = SmolLM2BlockDenoiser.load(args.adapter, model=model, dtype=dtype)
     engine = DiffusionEngine(denoiser)
@@ -176,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threshold", type=float, default=0.9)
     ap.add_argument("--ar-max-tokens", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                    help="resident model dtype (the gateway serves float32)")
+    ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                    help="resident model dtype (default: what the gateway serves, TANDEM_EMBEDDED_DTYPE=auto)")
     ap.add_argument("--draft-len", type=int, default=8, help="verified: tokens proposed per AR forward")
     ap.add_argument("--methods", default="ar,diffusion,verified,verified_lookup")
     args = ap.parse_args(argv)

@@ -240,13 +240,24 @@ def test_synthetic_route_data_is_deterministic_and_correct():
     assert edits and all(e.answer != e.instruction.split("\n", 1)[1] or e.source != "edit" for e in edits)
 
 
-def test_embedded_dtype_comes_from_the_environment(monkeypatch):
-    from diffusion_engine.embedded import embedded_dtype
+def test_embedded_dtype_comes_from_the_environment(monkeypatch, tmp_path):
+    from diffusion_engine import embedded
 
-    monkeypatch.delenv("TANDEM_EMBEDDED_DTYPE", raising=False)
-    assert embedded_dtype() == torch.float32
+    monkeypatch.setenv("TANDEM_EMBEDDED_DTYPE", "float32")
+    assert embedded.embedded_dtype() == torch.float32
     monkeypatch.setenv("TANDEM_EMBEDDED_DTYPE", "bfloat16")
-    assert embedded_dtype() == torch.bfloat16
+    assert embedded.embedded_dtype() == torch.bfloat16
     monkeypatch.setenv("TANDEM_EMBEDDED_DTYPE", "fp16")
-    with pytest.raises(ValueError, match="use one of float32, bfloat16"):
-        embedded_dtype()
+    with pytest.raises(ValueError, match="use auto, float32, bfloat16"):
+        embedded.embedded_dtype()
+    # auto: bf16 only where the CPU has native bf16 matrix math
+    monkeypatch.delenv("TANDEM_EMBEDDED_DTYPE")
+    amx, plain = tmp_path / "amx", tmp_path / "plain"
+    amx.write_text("flags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
+    plain.write_text("flags\t\t: fpu sse2 avx2\n")
+    assert embedded.cpu_has_bf16(amx) and not embedded.cpu_has_bf16(plain)
+    assert not embedded.cpu_has_bf16(tmp_path / "missing")
+    monkeypatch.setattr(embedded, "cpu_has_bf16", lambda: False)
+    assert embedded.embedded_dtype() == torch.float32
+    monkeypatch.setattr(embedded, "cpu_has_bf16", lambda: True)
+    assert embedded.embedded_dtype() == torch.bfloat16
