@@ -58,11 +58,26 @@ def test_structured_request_is_schema_valid(embedded_gateway):
         max_tokens=64, temperature=0,
     )
     assert raw.headers["x-tandem-task"] == "structured"
-    # served by the diffusion skeleton itself, not by the AR fallback
+    # served by the diffusion backend (verified: AR + grammar with drafts), not by the AR fallback
     assert raw.headers["x-tandem-backend"] == "embedded-diffusion"
     assert raw.headers["x-tandem-fallbacks"] == "none"
-    value = json.loads(raw.parse().choices[0].message.content)
+    completion = raw.parse()
+    value = json.loads(completion.choices[0].message.content)
     jsonschema.validate(value, SCHEMA)
+    verified = completion.usage.model_extra["tandem"]["structured"]["verified"]
+    assert verified["source"] in ("ar", "skeleton") and verified["forwards"] >= 1
+
+
+def test_diffusion_joint_alias_denoises_the_schema_skeleton(embedded_gateway):
+    completion = client(embedded_gateway).chat.completions.create(
+        model="diffusion-joint",
+        messages=[{"role": "user", "content": "Paris has about 2.1 million inhabitants. Extract city and population."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "strict": True, "schema": SCHEMA}},
+        max_tokens=64, temperature=0,
+    )
+    assert completion.model == "embedded-diffusion-joint"
+    jsonschema.validate(json.loads(completion.choices[0].message.content), SCHEMA)
+    assert "verified" not in completion.usage.model_extra["tandem"]["structured"]
 
 
 def test_diffusion_alias_answers_from_the_shipped_adapter(embedded_gateway):
