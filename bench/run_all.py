@@ -15,7 +15,10 @@ BENCHES: dict[str, list[str]] = {
     "overhead": ["-m", "bench.overhead"],
     "engine": ["-m", "bench.engine_vs_transformers"],
     "schemas": ["-m", "bench.schema_coverage", "--limit", "200"],
+    "forward-cost": ["-m", "bench.forward_cost"],
     "diffusion-model": ["-m", "diffusion_engine.eval"],
+    "diffusion-edits": ["-m", "diffusion_engine.eval", "--set", "edit", "--thresholds", "0.9"],
+    "extraction": ["-m", "diffusion_engine.eval_extract"],
 }
 
 
