@@ -36,6 +36,9 @@ CLASSIFY_LATENCY = Histogram(
 IN_FLIGHT = Gauge("tandem_in_flight_requests", "Requests being served.", registry=REGISTRY)
 POLICY_RELOADS = Counter("tandem_policy_reloads_total", "Policy reloads.", ["outcome"], registry=REGISTRY)
 DIFFUSION_STEPS = Counter("tandem_diffusion_steps_total", "Denoiser forward passes.", ["backend"], registry=REGISTRY)
+DIFFUSION_DRAFTS = Counter(
+    "tandem_diffusion_draft_tokens_total", "Draft tokens offered to the AR check of rule 'verified', by outcome.",
+    ["backend", "outcome"], registry=REGISTRY)
 DIFFUSION_TPF = Histogram(
     "tandem_diffusion_tokens_per_forward", "Tokens accepted per denoiser forward, per request.", ["backend"],
     registry=REGISTRY, buckets=(1, 1.5, 2, 2.5, 3, 4, 6, 8, 12, 16, 32),

@@ -84,3 +84,16 @@ def test_prediction_and_infill_fall_back_to_the_default_rule(backend, extra):
     result = asyncio.run(backend.complete(body(max_tokens=12, **extra)))
     tandem = result["usage"]["tandem"]
     assert tandem["steps"] >= 1 and tandem["drafted"] == 0  # denoised, not draft-and-verify
+
+
+def test_draft_outcomes_are_counted_in_metrics(backend):
+    from gateway import metrics
+
+    def count(outcome):
+        return metrics.REGISTRY.get_sample_value("tandem_diffusion_draft_tokens_total",
+                                                 {"backend": "tiny-verified", "outcome": outcome}) or 0.0
+
+    before = count("kept") + count("rejected")
+    result = asyncio.run(backend.complete(body(max_tokens=10)))
+    after = count("kept") + count("rejected")
+    assert after - before == result["usage"]["tandem"]["drafted"] > 0

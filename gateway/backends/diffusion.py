@@ -152,6 +152,12 @@ class DiffusionBackend(Backend):
             metrics.DIFFUSION_FIRST_BLOCK.labels(self.name).observe(data["time_to_first_block_s"])
         if data.get("tokens_per_s"):
             metrics.DIFFUSION_TOKENS_PER_S.labels(self.name).observe(data["tokens_per_s"])
+        verified = data.get("verified") or {}  # structured: drafts other than grammar-forced tokens
+        offered = data.get("drafted") or verified.get("proposed", 0)
+        kept = data.get("draft_accepted") or verified.get("kept", 0)
+        if offered:
+            metrics.DIFFUSION_DRAFTS.labels(self.name, "kept").inc(kept)
+            metrics.DIFFUSION_DRAFTS.labels(self.name, "rejected").inc(max(0, offered - kept))
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
 
     # --- structured (json schema, tool calls) -------------------------------------
