@@ -63,15 +63,16 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def embedded_dtype() -> torch.dtype:
-    """The resident model's dtype: ``TANDEM_EMBEDDED_DTYPE`` = ``auto`` (default),
-    ``float32`` or ``bfloat16``.
+    """The resident model's dtype: ``TANDEM_EMBEDDED_DTYPE`` = ``float32`` (default),
+    ``bfloat16`` or ``auto``.
 
     ``auto`` is bfloat16 on CPUs with native bf16 matrix math and float32 elsewhere (where
-    bf16 would be emulated and slow). On such CPUs a forward over 16 tokens costs about what
-    a forward over one does in bf16 and about twice that in float32, which is what the
-    ``verified`` rule's multi-token checks and every prefill pay (see BENCHMARKS.md).
+    bf16 would be emulated and slow). It is not the default because the trade differs by
+    shape (``python -m bench.forward_cost``, BENCHMARKS.md): on this 2-core AMX machine bf16
+    makes 8-64-token forwards (prefill, the ``verified`` rule's checks) up to 1.8x cheaper
+    but a 1-token forward (AR decoding, i.e. streaming chat) about 1.5x dearer.
     """
-    name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "auto")
+    name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "float32")
     if name == "auto":
         return torch.bfloat16 if cpu_has_bf16() else torch.float32
     if name not in DTYPES:
