@@ -91,6 +91,7 @@ class VerifiedDrafting:
                 logits[:, self.banned] = float("-inf")
             draft = logits.argmax(-1).tolist()
             forwards += 1
+        k = len(draft)  # a lookup near the end of the prompt proposes fewer than asked
         verify = d.verify_logits(self.verifier, torch.tensor([self.last, *draft], dtype=torch.long))
         forwards += 1
         scaled = scale_logits(verify, params.temperature)

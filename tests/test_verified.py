@@ -106,3 +106,14 @@ def test_prompt_lookup_drafts_answers_that_copy_the_prompt():
     assert out.token_ids == ar_greedy(d, prompt, 12, stop=None)
     # rounds drafted by lookup cost one forward (verify only), adapter rounds two
     assert out.stats.steps <= out.stats.blocks + 1
+
+
+def test_a_lookup_shorter_than_the_canvas_is_verified_as_is():
+    d = tiny_denoiser(8, 0.05)
+    # the tiny model repeats the prompt's last token; the tail "10 10 10" is found in the
+    # prompt one token before its end, so the lookup proposes 1 token (accepted), not block_size
+    prompt = [7, 8, 10, 10, 10, 10]
+    params = GenerationParams(max_tokens=10, rule="verified", block_size=8, stop_on_eos=False)
+    out = DiffusionEngine(d).generate(prompt, params)
+    assert out.token_ids == ar_greedy(d, prompt, 10, stop=None)
+    assert 0 < out.stats.drafted < 8 * out.stats.blocks
