@@ -228,9 +228,11 @@ class DiffusionEngine:
                 continue
             active.append(run)
         groups: dict[int, list[GenerationRun]] = {}
-        verified = [run for run in active if isinstance(run.rule, VerifiedDrafting)]
+        verified: list[GenerationRun] = []
         for run in active:
-            if not isinstance(run.rule, VerifiedDrafting):
+            if isinstance(run.rule, VerifiedDrafting):
+                verified.append(run)
+            else:
                 groups.setdefault(run.block_size, []).append(run)
         with self._lock:
             for group in groups.values():
@@ -283,17 +285,7 @@ class DiffusionEngine:
         stats.drafted += done.drafted
         stats.draft_accepted += done.accepted
         stop_at = first_stop(done.tokens, self.denoiser.eos_token_ids) if run.params.stop_on_eos else None
-        new_tokens = done.tokens if stop_at is None else done.tokens[:stop_at]
-        run.tokens.extend(new_tokens)
-        stats.blocks += 1
-        if stats.time_to_first_block_s is None:
-            stats.time_to_first_block_s = time.perf_counter() - run.started_at
-        if run.on_block is not None and new_tokens:
-            run.on_block(new_tokens)
-        if stop_at is not None:
-            self._finish(run, "stop")
-        elif len(run.tokens) >= run.target_len:
-            self._finish(run, "length")
+        self._emit_block(run, done.tokens if stop_at is None else done.tokens[:stop_at], hit_eos=stop_at is not None)
 
     def _renoise(self, run: GenerationRun) -> None:
         """Undecided, non-fixed positions go back to mask (or to fresh uniform noise)."""
@@ -375,7 +367,13 @@ class DiffusionEngine:
         hit_eos = bool(is_eos.any())
         if hit_eos:
             out = out[: int(torch.nonzero(is_eos)[0])]
-        new_tokens = [int(t) for t in out.tolist()]
+        if not self._emit_block(run, [int(t) for t in out.tolist()], hit_eos):
+            run.cache = self.denoiser.commit(run.cache, output)
+            self._open_block(run)
+
+    def _emit_block(self, run: GenerationRun, new_tokens: list[int], hit_eos: bool) -> bool:
+        """Append a finished block's tokens, report it, and finish the run at EOS or at its
+        length; True when the run is finished."""
         run.tokens.extend(new_tokens)
         run.stats.blocks += 1
         if run.stats.time_to_first_block_s is None:
@@ -386,9 +384,7 @@ class DiffusionEngine:
             self._finish(run, "stop")
         elif len(run.tokens) >= run.target_len:
             self._finish(run, "stop" if run.template is not None else "length")
-        else:
-            run.cache = self.denoiser.commit(run.cache, output)
-            self._open_block(run)
+        return run.finished
 
     def _finish(self, run: GenerationRun, reason: FinishReason) -> None:
         pad = self.denoiser.pad_token_id
