@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from diffusion_engine.adapters.smollm2_speculative import DraftAndVerify
+from diffusion_engine.adapters.smollm2_speculative import DraftAndVerify, dynamic_cache, layer_kv
 from diffusion_engine.lora import LoRASet
 
 ADAPTER_DIR = Path(__file__).with_name("smollm2_block")
@@ -323,13 +323,10 @@ class SmolLM2BlockDenoiser(DraftAndVerify):
     # -- internals ----------------------------------------------------------------
     def _extend(self, cache: BlockCache, ids: torch.Tensor) -> BlockCache:
         """Causally encode ``ids`` after ``cache`` (adapter on); returns a new cache."""
-        from transformers import DynamicCache
-
-        past = DynamicCache(ddp_cache_data=cache.kv) if cache.kv else DynamicCache()
+        past = dynamic_cache(cache.kv)
         t = ids.numel()
         mask = causal_mask(t, cache.length)[None, None]
         positions = (cache.length + torch.arange(t))[None]
         dev = self.device
         hidden = self.lm.hidden_states(ids[None].to(dev), mask.to(dev), positions.to(dev), past_key_values=past)
-        kv = [(layer.keys, layer.values) for layer in past.layers]
-        return BlockCache(kv=kv, last_hidden=hidden[0, -1], length=cache.length + t)
+        return BlockCache(kv=layer_kv(past, cache.length + t), last_hidden=hidden[0, -1], length=cache.length + t)

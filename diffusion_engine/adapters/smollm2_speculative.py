@@ -31,13 +31,15 @@ class VerifierCache:
     length: int
 
 
-def _dynamic(kv: list[tuple[torch.Tensor, torch.Tensor]]):
+def dynamic_cache(kv: list[tuple[torch.Tensor, torch.Tensor]]):
+    """A transformers ``DynamicCache`` over per-layer K/V (empty when ``kv`` is)."""
     from transformers import DynamicCache
 
     return DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
 
 
-def _kv(cache, keep: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def layer_kv(cache, keep: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer K/V of the first ``keep`` positions of a ``DynamicCache``."""
     return [(layer.keys[:, :, :keep], layer.values[:, :, :keep]) for layer in cache.layers]
 
 
@@ -68,7 +70,7 @@ class DraftAndVerify:
 
         ids = torch.as_tensor(ids, dtype=torch.long).flatten()
         t, dev = ids.numel(), self.device
-        past = _dynamic(cache.kv)
+        past = dynamic_cache(cache.kv)
         with self.lm.adapter_off() as model:
             out = model.model(
                 input_ids=ids[None].to(dev),
@@ -78,7 +80,7 @@ class DraftAndVerify:
                 use_cache=True,
             )
             logits = model.lm_head(out.last_hidden_state[0]).float() if want_logits else None
-        cache.kv, cache.length = _kv(past, cache.length + t), cache.length + t
+        cache.kv, cache.length = layer_kv(past, cache.length + t), cache.length + t
         return logits
 
     @staticmethod
@@ -101,11 +103,11 @@ class DraftAndVerify:
         # committed tokens stay causal: pending i sees the context and pending <= i only
         mask[:m, L:] = torch.arange(q)[None, :] <= torch.arange(m)[:, None]
         dev = self.device
-        past = _dynamic(cache.kv)
+        past = dynamic_cache(cache.kv)
         hidden = self.lm.hidden_states(ids[None].to(dev), mask[None, None].to(dev),
                                        (L + torch.arange(q))[None].to(dev), past_key_values=past)[0]
         last = hidden[m - 1] if m else cache.last_hidden.to(hidden.dtype)
         # token shift: canvas[0] <- the last committed token, canvas[i] <- canvas hidden i-1
         shifted = torch.cat([last[None], hidden[m : m + c - 1]])
-        new_cache = type(cache)(kv=_kv(past, L + m), last_hidden=last, length=L + m)
+        new_cache = type(cache)(kv=layer_kv(past, L + m), last_hidden=last, length=L + m)
         return self.lm.logits(shifted), new_cache
