@@ -98,6 +98,18 @@ def ar_perplexity(model, prompt: list[int], answer: list[int], end_id: int) -> f
     return math.exp(float(nll))
 
 
+def timed_generation(engine, prompt: list[int], params, eos: set[int], end_id: int):
+    """``(result, answer tokens without EOS, seconds, AR perplexity of the answer)`` of one
+    engine generation; the perplexity is measured with the adapter off."""
+    t0 = time.perf_counter()
+    res = engine.generate(prompt, params)
+    seconds = time.perf_counter() - t0
+    toks = [t for t in res.token_ids if t not in eos]
+    with engine.denoiser.adapter_off() as base:
+        ppl = ar_perplexity(base, prompt, toks, end_id) if toks else float("inf")
+    return res, toks, seconds, ppl
+
+
 def distinct_ratio(tokens: list[int], n: int = 3) -> float:
     """Share of distinct n-grams: low values flag loops."""
     grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
@@ -135,12 +147,7 @@ def run(args: argparse.Namespace) -> dict:
         for thr, canvas in settings:
             params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="threshold",
                                       threshold=thr, block_size=canvas)
-            t0 = time.perf_counter()
-            res = engine.generate(prompt, params)
-            sec = time.perf_counter() - t0
-            toks = [t for t in res.token_ids if t not in eos]
-            with denoiser.adapter_off() as base:
-                ppl = ar_perplexity(base, prompt, toks, end_id) if toks else float("inf")
+            res, toks, sec, ppl = timed_generation(engine, prompt, params, eos, end_id)
             commits = max(0, res.stats.blocks - 1)  # every finished block but the last is committed
             rows.setdefault(f"diffusion t={thr} c={canvas}", []).append({
                 "prompt": text, "tokens": len(toks), "forwards": res.stats.steps, "commit_forwards": commits,
@@ -148,12 +155,7 @@ def run(args: argparse.Namespace) -> dict:
                 "text": tokenizer.decode(toks)})
         for canvas in [int(c) for c in args.verified.split(",") if c]:
             params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="verified", block_size=canvas)
-            t0 = time.perf_counter()
-            res = engine.generate(prompt, params)
-            sec = time.perf_counter() - t0
-            toks = [t for t in res.token_ids if t not in eos]
-            with denoiser.adapter_off() as base:
-                ppl = ar_perplexity(base, prompt, toks, end_id) if toks else float("inf")
+            res, toks, sec, ppl = timed_generation(engine, prompt, params, eos, end_id)
             rows.setdefault(f"verified c={canvas}", []).append({
                 "prompt": text, "tokens": len(toks), "forwards": res.stats.steps, "rounds": res.stats.blocks,
                 "drafted": res.stats.drafted, "draft_accepted": res.stats.draft_accepted,
