@@ -38,9 +38,15 @@ class GemmaPrefixCache:
     kv: object  # transformers DynamicCache holding prompt + committed blocks
     length: int  # positions encoded so far (next canvas starts here)
     version: int = 0
-    suffix_kv: dict = field(default_factory=dict)  # (version, suffix id, canvas len) -> DynamicCache
+    suffix_kv: dict = field(default_factory=dict)  # (version, suffix ids, canvas len) -> DynamicCache
     #: never reused (unlike id()), so memoised batch layouts cannot mix up requests
     uid: int = field(default_factory=itertools.count().__next__)
+
+
+def _suffix_key(suffix: torch.Tensor | None) -> tuple[int, ...] | None:
+    """Memo key of an infill suffix: its token ids. Not ``id()``: a freed tensor's id is
+    reused by the next one, which then hit another suffix's memoised K/V."""
+    return None if suffix is None else tuple(suffix.flatten().tolist())
 
 
 class _StackedKV:
@@ -112,7 +118,7 @@ class DiffusionGemmaDenoiser:
         self.encoder(input_ids=ids, cache=kv, position_ids=pos)
 
     def _with_suffix(self, cache: GemmaPrefixCache, suffix: torch.Tensor, canvas_len: int):
-        key = (cache.version, id(suffix), canvas_len)
+        key = (cache.version, _suffix_key(suffix), canvas_len)
         kv = cache.suffix_kv.get(key)
         if kv is None:
             kv = self._DynamicCache(config=self.text_config)
@@ -147,7 +153,7 @@ class DiffusionGemmaDenoiser:
             kv, masks = kvs[0], {lt: None for lt in set(self.layer_types)}
         else:
             layout = tuple(
-                (cache.uid, cache.version, id(suffix_ids[i]) if suffix_ids and suffix_ids[i] is not None else None)
+                (cache.uid, cache.version, _suffix_key(suffix_ids[i]) if suffix_ids else None)
                 for i, cache in enumerate(caches)
             )
             kv, masks = self._stacked(kvs, c, layout)
