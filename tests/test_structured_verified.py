@@ -61,7 +61,7 @@ def reference(denoiser, tok, prompt, schema, max_tokens):
 def test_output_is_exactly_ar_with_the_grammar(denoiser, tok, schema, use_draft):
     prompt = tok.encode("Alice is 31 and ok. Reply with JSON:", add_special_tokens=False)
     drafts = [tok.encode('{"name": "Alice", "age": 31, "ok": true}', add_special_tokens=False)] if use_draft else []
-    doc = verified_constrained(denoiser, tok, prompt, schema, drafts, max_tokens=48, draft_len=6)
+    doc = verified_constrained(denoiser, tok, prompt, schema, drafts, max_tokens=48, draft_len=6, loop_guard=False)
     assert doc.token_ids == reference(denoiser, tok, prompt, schema, 48)
     # the grammar's forced tokens and the lookups save forwards: fewer forwards than tokens
     assert doc.forwards < len(doc.token_ids)
@@ -100,3 +100,25 @@ def test_a_runaway_ar_document_falls_back_to_the_skeleton(denoiser, tok, skeleto
     result = gen.generate(prompt, PERSON, GenerationParams(max_tokens=4, rule="verified"))  # 4 tokens cannot finish
     assert result.stats["verified"]["source"] == "skeleton" and not result.stats["verified"]["complete"]
     assert result.valid and Draft202012Validator(PERSON).is_valid(json.loads(result.text))
+
+
+@pytest.mark.parametrize("use_draft", [False, True])
+def test_loop_guard_cuts_a_repeated_item_and_is_exact_elsewhere(denoiser, tok, use_draft):
+    """The tiny model repeats an enum tag; the guard closes the array before the repeat,
+    and every other token is still the AR + grammar choice."""
+    prompt = tok.encode("Alice is 31 and ok. Reply with JSON:", add_special_tokens=False)
+    drafts = [tok.encode('{"tags": ["red", "red", "red"]}', add_special_tokens=False)] if use_draft else []
+    ref = json.loads(tok.decode(reference(denoiser, tok, prompt, TAGS, 48)))["tags"]
+    first_repeat = next(i for i, tag in enumerate(ref) if tag in ref[:i])  # the tiny model does repeat
+    doc = verified_constrained(denoiser, tok, prompt, TAGS, drafts, max_tokens=48, draft_len=6)
+    assert doc.complete and doc.loop_cuts == ["repeated array item"]
+    value = json.loads(tok.decode(doc.token_ids))
+    assert Draft202012Validator(TAGS).is_valid(value) and value["tags"] == ref[:first_repeat]
+
+
+def test_loop_guard_never_makes_a_cut_the_grammar_refuses(denoiser, tok):
+    at_least_two = {**TAGS, "properties": {"tags": {**TAGS["properties"]["tags"], "minItems": 2}}}
+    prompt = tok.encode("Alice is 31 and ok. Reply with JSON:", add_special_tokens=False)
+    doc = verified_constrained(denoiser, tok, prompt, at_least_two, [], max_tokens=48, draft_len=6)
+    value = json.loads(tok.decode(doc.token_ids))
+    assert Draft202012Validator(at_least_two).is_valid(value) and len(value["tags"]) >= 2

@@ -100,6 +100,22 @@ class JsonSchemaLogitsMask:
                 f"token {int(token_id)} violates the schema constraint: {self.matcher.get_error()}")
         self.tokens.append(int(token_id))
 
+    def rollback(self, count: int) -> None:
+        """Forget the last ``count`` consumed tokens."""
+        if count > 0:
+            self.matcher.rollback(count)
+            del self.tokens[-count:]
+
+    def try_consume_all(self, token_ids: Sequence[int]) -> bool:
+        """Consume all of ``token_ids`` if the grammar allows every one of them, else none."""
+        took = self.matcher.try_consume_tokens([int(t) for t in token_ids]) if token_ids else 0
+        if took < len(token_ids):
+            if took:
+                self.matcher.rollback(took)
+            return False
+        self.tokens.extend(int(t) for t in token_ids)
+        return True
+
     def is_accepting(self) -> bool:
         """The text so far is a complete document."""
         return bool(self.matcher.is_accepting())

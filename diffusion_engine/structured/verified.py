@@ -29,9 +29,11 @@ import torch
 from ..lookup import DraftLookup
 from ..sampling import sample_tokens, scale_logits
 from .ar_constraint import JsonSchemaLogitsMask
+from .loops import find_loop
 
 
-def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int], k: int) -> tuple[list[int], int]:
+def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int], k: int,
+            lookup_len: int | None = None) -> tuple[list[int], int]:
     """Up to ``k`` grammar-valid draft tokens and how many of them the grammar forces.
 
     Forced tokens and looked-up continuations alternate: after a looked-up value the
@@ -44,7 +46,7 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
     while len(proposal) < k and not matcher.is_stopped():
         room = k - len(proposal)
         ff = [int(t) for t in matcher.compute_ff_tokens()][:room]
-        guess = ff or lookup.propose(emitted + proposal, room)
+        guess = ff or lookup.propose(emitted + proposal, min(room, lookup_len or room))
         took = matcher.try_consume_tokens(guess) if guess else 0
         if took == 0:
             break
@@ -63,7 +65,46 @@ class VerifiedDocument:
     proposed: int = 0
     kept: int = 0
     forced: int = 0
+    #: runaway repetitions cut by the loop guard (``loops.py``), by reason
+    loop_cuts: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+class LoopGuard:
+    """Cuts a repeating array item or string out of the emitted tokens (``loops.find_loop``)
+    and closes the open value, when the grammar accepts the cut."""
+
+    def __init__(self, tokenizer: Any, max_cuts: int = 8, max_refusals: int = 4) -> None:
+        self.tokenizer = tokenizer
+        self.max_cuts = max_cuts
+        self.max_refusals = max_refusals
+        self.refused: set[int] = set()
+
+    @property
+    def hopeless(self) -> bool:
+        """A repetition the grammar would not let us cut kept going for ``max_refusals`` rounds
+        (a looping email without ``@``, say): the document will only end at the budget."""
+        return len(self.refused) >= self.max_refusals
+
+    def cut(self, mask: JsonSchemaLogitsMask, out: list[int]) -> tuple[int, str] | None:
+        """Rewrite ``out`` (and ``mask``) in place; returns (length of the unchanged token
+        prefix, reason), or None when there is nothing to cut."""
+        if self.max_cuts <= 0:
+            return None
+        text = self.tokenizer.decode(out, skip_special_tokens=True)
+        loop = find_loop(text, ignore=self.refused)
+        if loop is None:
+            return None
+        rewritten = [int(t) for t in self.tokenizer.encode(text[: loop.keep] + loop.close, add_special_tokens=False)]
+        same = next((i for i, (a, b) in enumerate(zip(out, rewritten)) if a != b), min(len(out), len(rewritten)))
+        mask.rollback(len(out) - same)
+        if "\ufffd" in text[: loop.keep] or not mask.try_consume_all(rewritten[same:]):
+            mask.try_consume_all(out[same:])  # restore: the grammar refuses this cut (e.g. minItems)
+            self.refused.add(loop.keep)
+            return None
+        out[same:] = rewritten[same:]
+        self.max_cuts -= 1
+        return same, loop.reason
 
 
 @torch.inference_mode()
@@ -79,19 +120,26 @@ def verified_constrained(
     temperature: float = 0.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    loop_guard: bool = True,
+    lookup_len: int | None = None,
 ) -> VerifiedDocument:
     """AR + grammar decoding of a JSON document with ``verifier`` (a
-    :class:`~diffusion_engine.verified.DraftVerifier`), proposing from ``drafts`` and the prompt."""
+    :class:`~diffusion_engine.verified.DraftVerifier`), proposing from ``drafts`` and the prompt.
+
+    ``loop_guard``: cut runaway repetitions (:class:`LoopGuard`); the output is then AR +
+    grammar decoding except where a repeated item or string was cut and closed."""
     mask = JsonSchemaLogitsMask(tokenizer, schema, vocab_size=int(verifier.vocab_size))
     prompt = list(prompt_ids)
     cache = verifier.verifier_cache(torch.tensor(prompt, dtype=torch.long))
-    last = prompt[-1]
+    pending = [prompt[-1]]  # decided tokens not yet in the verifier's cache
     lookup = DraftLookup([*drafts, prompt], lead_with_first=True)
+    guard = LoopGuard(tokenizer) if loop_guard else None
     doc = VerifiedDocument(token_ids=[], complete=False)
     out = doc.token_ids
     while len(out) < max_tokens:
-        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1))
-        logits = verifier.verify_logits(cache, torch.tensor([last, *proposal], dtype=torch.long))
+        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), lookup_len)
+        logits = verifier.verify_logits(cache, torch.tensor([*pending, *proposal], dtype=torch.long))
+        logits = logits[len(pending) - 1:]
         doc.forwards += 1
         doc.proposed += len(proposal) - forced
         doc.forced += forced
@@ -104,7 +152,6 @@ def verified_constrained(
                 break
             mask.consume(choice)
             out.append(choice)
-            last = choice
             if mask.is_stopped():
                 finished = True
                 break
@@ -116,6 +163,21 @@ def verified_constrained(
         verifier.verifier_rollback(cache, len(proposal) - kept)
         if finished:
             doc.complete = True
+            return doc
+        pending = [out[-1]]  # the cache holds prompt + out[:-1]
+        emitted = len(out)
+        cut = guard.cut(mask, out) if guard else None
+        if cut is not None:
+            same, reason = cut
+            doc.loop_cuts.append(reason)
+            cached = min(same, emitted - 1, len(out) - 1)  # >= 1 pending token feeds the next forward
+            verifier.verifier_rollback(cache, emitted - 1 - cached)
+            pending = out[cached:]
+            if mask.is_stopped():
+                doc.complete = True
+                return doc
+        if guard is not None and guard.hopeless:
+            doc.stats["abandoned"] = "a repetition that the schema does not let us cut"
             return doc
     doc.complete = mask.is_accepting()
     return doc
