@@ -10,11 +10,11 @@ gold JSON and per-field checks), on the same CPU in the same run, alternating pe
 * **diffusion**: the same resident model with the block-diffusion adapter on, the
   schema's skeleton in the canvas and every value slot denoised jointly (greedy,
   confidence-threshold acceptance), validated and repaired.
-* **verified**: rule ``verified`` -- AR + grammar decides every token; the skeleton document
-  (one diffusion forward), the grammar's forced tokens and prompt lookups are drafts
-  checked in one forward each; the skeleton answers when the AR document runs away.
-* **verified_lookup**: the same without the skeleton draft (forced tokens + prompt lookup
-  only; the skeleton is built only when the AR document fails): what the draft adds.
+* **verified**: rule ``verified`` as served -- AR + grammar decides every token; the grammar's
+  forced tokens and prompt lookups are drafts checked in one forward each; the loop guard
+  cuts runaway repetitions; the skeleton answers when the AR document still fails.
+* **verified_skeleton**: the same, also drafting from the skeleton document (one diffusion
+  forward over the whole canvas): what the diffusion draft adds.
 
 ``--methods`` picks a subset (default: all four).
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> dict:
     denoiser = SmolLM2BlockDenoiser.load(args.adapter, model=model, dtype=dtype)
     engine = DiffusionEngine(denoiser)
     generator = StructuredGenerator(engine, tokenizer)
-    generators = {"verified": generator, "verified_lookup": StructuredGenerator(engine, tokenizer, skeleton_draft=False)}
+    generators = {"verified": generator, "verified_skeleton": StructuredGenerator(engine, tokenizer, skeleton_draft=True)}
     params = GenerationParams(temperature=0.0, threshold=args.threshold)
     verified_params = GenerationParams(temperature=0.0, rule="verified", block_size=args.draft_len,
                                        max_tokens=args.ar_max_tokens)
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> dict:
         prompt = list(tokenizer.apply_chat_template(task["messages"], add_generation_prompt=True, tokenize=True,
                                                     return_dict=False))
         row = {"id": task["id"]}
-        for method in ("verified", "verified_lookup"):
+        for method in ("verified", "verified_skeleton"):
             if method in methods:
                 start = time.perf_counter()
                 result = generators[method].generate(prompt, schema, verified_params)
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> dict:
                                "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
                                "tokens": info["tokens"], "forwards": result.stats["denoiser_steps"],
                                "ar_forwards": info["forwards"], "kept": info["kept"], "forced": info["forced"],
-                               "text": result.text}
+                               "loop_cuts": info["loop_cuts"], "text": result.text}
         if "ar" not in methods:
             rows.append(row)
             continue
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
         ar_tokens = len(tokenizer.encode(text, add_special_tokens=False))
         row["ar"] = {"valid": valid, "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
                      "seconds": ar_seconds, "tokens": ar_tokens, "forwards": ar_tokens, "text": text}
-        for method in ("verified", "verified_lookup"):
+        for method in ("verified", "verified_skeleton"):
             if method in row:
                 row[method]["identical_to_ar"] = row[method]["text"] == text
         if "diffusion" not in methods:
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def summarize(rows: list[dict]) -> dict:
     out = {}
-    for method in ("ar", "diffusion", "verified", "verified_lookup"):
+    for method in ("ar", "diffusion", "verified", "verified_skeleton"):
         items = [r[method] for r in rows if method in r]
         if not items:
             continue
@@ -163,10 +163,31 @@ def summarize(rows: list[dict]) -> dict:
         out["diffusion"]["value_positions_per_forward"] = statistics.mean(i["value_positions_per_forward"] for i in diffusion)
         out["diffusion"]["output_tokens_per_forward"] = statistics.mean(i["output_tokens_per_forward"] for i in diffusion)
     if "ar" in out:
-        for method in ("diffusion", "verified", "verified_lookup"):
+        for method in ("diffusion", "verified", "verified_skeleton"):
             if method in out:
                 out[method]["wall_clock_speedup_vs_ar"] = (out["ar"]["seconds_per_task"]
                                                            / max(out[method]["seconds_per_task"], 1e-9))
+        for method in ("verified", "verified_skeleton"):
+            if method in out:
+                out[method]["by_ar_outcome"] = _by_ar_outcome(rows, method)
+    return out
+
+
+def _by_ar_outcome(rows: list[dict], method: str) -> dict:
+    """Seconds and accuracy of ``method`` vs AR on the tasks AR finishes validly and on the rest
+    (AR's runaway documents): where the speed-up comes from."""
+    out = {}
+    for name, group in (("ar_valid", [r for r in rows if r["ar"]["valid"]]),
+                        ("ar_invalid", [r for r in rows if not r["ar"]["valid"]])):
+        if not group:
+            continue
+        ar_s = statistics.mean(r["ar"]["seconds"] for r in group)
+        m_s = statistics.mean(r[method]["seconds"] for r in group)
+        out[name] = {"tasks": len(group), "ar_seconds": ar_s, "seconds": m_s, "speedup": ar_s / max(m_s, 1e-9),
+                     "ar_accuracy": statistics.mean(r["ar"]["accuracy"] for r in group),
+                     "accuracy": statistics.mean(r[method]["accuracy"] for r in group),
+                     "answered_by_ar": sum(r[method]["source"] == "ar" for r in group),
+                     "loop_cuts": sum(len(r[method]["loop_cuts"]) for r in group)}
     return out
 
 
@@ -181,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                     help="resident model dtype (default: what the gateway serves, TANDEM_EMBEDDED_DTYPE=auto)")
     ap.add_argument("--draft-len", type=int, default=8, help="verified: tokens proposed per AR forward")
-    ap.add_argument("--methods", default="ar,diffusion,verified,verified_lookup")
+    ap.add_argument("--methods", default="ar,diffusion,verified,verified_skeleton")
     args = ap.parse_args(argv)
     args.data = args.data or default_data()
     result = run(args)

@@ -39,6 +39,14 @@ DIFFUSION_STEPS = Counter("tandem_diffusion_steps_total", "Denoiser forward pass
 DIFFUSION_DRAFTS = Counter(
     "tandem_diffusion_draft_tokens_total", "Draft tokens offered to the AR check of rule 'verified', by outcome.",
     ["backend", "outcome"], registry=REGISTRY)
+STRUCTURED_LOOP_CUTS = Counter(
+    "tandem_structured_loop_cuts_total",
+    "Runaway repetitions (array items, strings) cut from AR-decided structured documents, by reason.",
+    ["backend", "reason"], registry=REGISTRY)
+STRUCTURED_SOURCE = Counter(
+    "tandem_structured_documents_total",
+    "Structured documents of rule 'verified', by source: 'ar' (grammar-decoded) or 'skeleton' (fallback).",
+    ["backend", "source"], registry=REGISTRY)
 DIFFUSION_TPF = Histogram(
     "tandem_diffusion_tokens_per_forward", "Tokens accepted per denoiser forward, per request.", ["backend"],
     registry=REGISTRY, buckets=(1, 1.5, 2, 2.5, 3, 4, 6, 8, 12, 16, 32),

@@ -59,11 +59,20 @@ def test_stream_matches_plain(backend):
 
 
 def test_json_schema_is_valid_and_says_who_wrote_it(backend):
+    from gateway import metrics
+
+    def documents(source):
+        return metrics.REGISTRY.get_sample_value("tandem_structured_documents_total",
+                                                 {"backend": "tiny-verified", "source": source}) or 0.0
+
+    before = {s: documents(s) for s in ("ar", "skeleton")}
     fmt = {"type": "json_schema", "json_schema": {"name": "p", "strict": True, "schema": SCHEMA}}
     result = asyncio.run(backend.complete(body(response_format=fmt, max_tokens=120)))
     jsonschema.validate(json.loads(result["choices"][0]["message"]["content"]), SCHEMA)
     verified = result["usage"]["tandem"]["structured"]["verified"]
     assert verified["source"] in ("ar", "skeleton") and verified["forwards"] >= 1
+    assert isinstance(verified["loop_cuts"], list)
+    assert documents(verified["source"]) - before[verified["source"]] == 1
 
 
 def test_tool_call_is_valid(backend):

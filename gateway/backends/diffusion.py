@@ -158,6 +158,10 @@ class DiffusionBackend(Backend):
         if offered:
             metrics.DIFFUSION_DRAFTS.labels(self.name, "kept").inc(kept)
             metrics.DIFFUSION_DRAFTS.labels(self.name, "rejected").inc(max(0, offered - kept))
+        if verified.get("source"):
+            metrics.STRUCTURED_SOURCE.labels(self.name, verified["source"]).inc()
+        for reason in verified.get("loop_cuts", ()):
+            metrics.STRUCTURED_LOOP_CUTS.labels(self.name, reason).inc()
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
 
     # --- structured (json schema, tool calls) -------------------------------------
