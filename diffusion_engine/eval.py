@@ -11,6 +11,10 @@ For each prompt of a fixed list (written for this eval, not drawn from training 
   prefix) for each draft canvas size; also reports how many outputs equal AR's greedy
   output token for token, and draft tokens kept per round.
 
+``--set edit`` asks for edits that copy their input; ``--set infill`` cuts 1-2 lines out of
+held-out functions (installed ``jsonschema`` and ``yaml`` sources; training used the stdlib)
+and also reports the exact match of the answer with the missing lines.
+
 Reported per setting: tokens per forward (canvas forwards, and canvas + commit forwards),
 wall-clock tokens/s, and fluency as the AR model's perplexity of the output given the
 prompt (geometric mean over prompts; AR's own greedy outputs are the reference, so
@@ -58,7 +62,41 @@ EDIT_PROMPTS = [
     "so we stayed inside and read very old books.",
     "Correct the grammar of this sentence:\nShe don't like apples, but her brothers likes them very much.",
 ]
-PROMPT_SETS = {"free": PROMPTS, "edit": EDIT_PROMPTS}
+PROMPT_SETS = {"free": PROMPTS, "edit": EDIT_PROMPTS, "infill": None}
+#: ``--set infill``: held-out code, never in training (which cut functions from the stdlib)
+INFILL_PACKAGES = ("jsonschema", "yaml")
+
+
+def infill_tasks(n: int, seed: int = 1234) -> list[tuple[str, str]]:
+    """``n`` (prompt, missing lines) pairs: functions of ``INFILL_PACKAGES`` with 1-2 lines cut
+    out, asked in the training's format (``training.data.infill_pair``)."""
+    import importlib.util
+    import random
+
+    from diffusion_engine.training.data import functions_in, infill_pair
+
+    funcs = []
+    for package in INFILL_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"--set infill reads the sources of {package!r}; install it (make install)")
+        funcs += [f for path in sorted(Path(spec.submodule_search_locations[0]).rglob("*.py")) for f in functions_in(path)]
+    rng = random.Random(seed)
+    rng.shuffle(funcs)
+    pairs = (infill_pair(body, rng, max_span=2) for body in funcs)
+    return [(p.instruction, p.answer) for p in pairs if p is not None][:n]
+
+
+def code_lines(text: str) -> list[str]:
+    """Non-blank lines without indentation or a Markdown code fence: what infill answers are compared on."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("```")]
+
+
+def eval_tasks(name: str, limit: int) -> list[tuple[str, str | None]]:
+    if name == "infill":
+        return infill_tasks(limit or 24)
+    prompts = PROMPT_SETS[name]
+    return [(p, None) for p in (prompts[:limit] if limit else prompts)]
 
 
 def chat_ids(tokenizer, text: str) -> list[int]:
@@ -132,36 +170,42 @@ def run(args: argparse.Namespace) -> dict:
     engine = DiffusionEngine(denoiser)
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     eos = set(denoiser.eos_token_ids) | {end_id}
-    prompt_set = PROMPT_SETS[args.set]
-    prompts = prompt_set[: args.limit] if args.limit else prompt_set
+    tasks = eval_tasks(args.set, args.limit)
     settings = [(float(t), int(c)) for t in args.thresholds.split(",") if t for c in args.canvas.split(",")]
 
     rows: dict[str, list[dict]] = {"ar": []}
-    for text in prompts:
+
+    def scored(row: dict) -> dict:  # tasks with a reference answer: exact match of the code lines
+        if reference is not None:
+            row["exact"] = code_lines(row["text"]) == code_lines(reference)
+        return row
+
+    for text, reference in tasks:
         prompt = chat_ids(tokenizer, text)
         with denoiser.adapter_off() as base:
             toks, fwd, sec = ar_generate(base, prompt, args.max_tokens, eos)
             ppl = ar_perplexity(base, prompt, toks, end_id)
-        rows["ar"].append({"prompt": text, "tokens": len(toks), "token_ids": toks, "forwards": fwd, "seconds": sec, "ppl": ppl,
-                           "distinct3": distinct_ratio(toks), "text": tokenizer.decode(toks)})
+        rows["ar"].append(scored({"prompt": text, "tokens": len(toks), "token_ids": toks, "forwards": fwd,
+                                  "seconds": sec, "ppl": ppl, "distinct3": distinct_ratio(toks),
+                                  "text": tokenizer.decode(toks)}))
         for thr, canvas in settings:
             params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="threshold",
                                       threshold=thr, block_size=canvas)
             res, toks, sec, ppl = timed_generation(engine, prompt, params, eos, end_id)
             commits = max(0, res.stats.blocks - 1)  # every finished block but the last is committed
-            rows.setdefault(f"diffusion t={thr} c={canvas}", []).append({
+            rows.setdefault(f"diffusion t={thr} c={canvas}", []).append(scored({
                 "prompt": text, "tokens": len(toks), "forwards": res.stats.steps, "commit_forwards": commits,
                 "seconds": sec, "ppl": ppl, "distinct3": distinct_ratio(toks), "finish": res.finish_reason,
-                "text": tokenizer.decode(toks)})
+                "text": tokenizer.decode(toks)}))
         for canvas in [int(c) for c in args.verified.split(",") if c]:
             params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="verified", block_size=canvas)
             res, toks, sec, ppl = timed_generation(engine, prompt, params, eos, end_id)
-            rows.setdefault(f"verified c={canvas}", []).append({
+            rows.setdefault(f"verified c={canvas}", []).append(scored({
                 "prompt": text, "tokens": len(toks), "forwards": res.stats.steps, "rounds": res.stats.blocks,
                 "drafted": res.stats.drafted, "draft_accepted": res.stats.draft_accepted,
                 "identical_to_ar": toks == rows["ar"][-1]["token_ids"], "seconds": sec, "ppl": ppl,
-                "distinct3": distinct_ratio(toks), "finish": res.finish_reason, "text": tokenizer.decode(toks)})
-        print(f"done: {text}", flush=True)
+                "distinct3": distinct_ratio(toks), "finish": res.finish_reason, "text": tokenizer.decode(toks)}))
+        print(f"done: {text.splitlines()[0][:60]}", flush=True)
     summary = {name: summarize(r) for name, r in rows.items()}
     ar_ppl = summary["ar"]["ppl_geo"]
     for s in summary.values():
@@ -184,6 +228,8 @@ def summarize(rows: list[dict]) -> dict:
             "tokens_per_s": tokens / seconds if seconds else 0.0, "ppl_geo": geo_mean(finite),
             "empty_outputs": sum(r["tokens"] == 0 for r in rows),
             "distinct3_mean": sum(r["distinct3"] for r in rows) / len(rows)}
+    if rows and "exact" in rows[0]:
+        out["exact_match"] = sum(r["exact"] for r in rows) / len(rows)
     if rows and "rounds" in rows[0]:
         rounds = sum(r["rounds"] for r in rows)
         out["tokens_per_round"] = tokens / rounds if rounds else 0.0
@@ -199,6 +245,9 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {s['tokens_per_forward']:.2f} | {s['tokens_per_forward_incl_commits']:.2f} | "
                      f"{s['tokens_per_s']:.1f} | {s['speedup_vs_ar']:.2f}x | {s['ppl_geo']:.2f} | "
                      f"{s['ppl_ratio']:.2f} | {s['distinct3_mean']:.2f} |")
+    if all("exact_match" in s for s in result["summary"].values()):
+        lines += ["", "| setting | exact match (missing lines) |", "|---|---|"]
+        lines += [f"| {n} | {s['exact_match']:.1%} |" for n, s in result["summary"].items()]
     verified = {n: s for n, s in result["summary"].items() if "tokens_per_round" in s}
     if verified:
         lines += ["", "| verified | tokens/round | draft kept/round | identical to AR greedy |", "|---|---|---|---|"]
@@ -218,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     ap.add_argument("--limit", type=int, default=0, help="first N prompts only")
     ap.add_argument("--set", default="free", choices=sorted(PROMPT_SETS),
-                    help="free: open-ended prompts; edit: answers that copy their input")
+                    help="free: open-ended prompts; edit: answers that copy their input; "
+                         "infill: held-out code with lines cut out, scored by exact match")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     result = run(args)

@@ -132,7 +132,7 @@ def make_json_pairs(n: int, rng: random.Random) -> list[TextPair]:
     return out
 
 
-def _functions(path: Path) -> list[list[str]]:
+def functions_in(path: Path) -> list[list[str]]:
     try:
         src = path.read_text(encoding="utf-8")
         tree = ast.parse(src)
@@ -155,20 +155,24 @@ def make_code_pairs(n: int, rng: random.Random) -> list[TextPair]:
     rng.shuffle(files)
     funcs = []
     for f in files[:80]:
-        funcs += _functions(f)
+        funcs += functions_in(f)
     rng.shuffle(funcs)
-    out = []
-    for body in funcs[:n]:
-        start = rng.randint(1, len(body) - 2)
-        span = rng.randint(1, min(5, len(body) - start))
-        prefix, middle, suffix = body[:start], body[start : start + span], body[start + span :]
-        if not "".join(middle).strip():
-            continue
-        code = "\n".join(prefix + ["<MISSING>"] + suffix)
-        instr = ("Fill in the line(s) marked <MISSING> in this Python function. "
-                 f"Reply with the missing code only.\n\n```python\n{code}\n```")
-        out.append(TextPair("code", instr, "\n".join(middle)))
-    return out
+    pairs = (infill_pair(body, rng) for body in funcs[:n])
+    return [pair for pair in pairs if pair is not None]
+
+
+def infill_pair(body: list[str], rng: random.Random, max_span: int = 5) -> TextPair | None:
+    """The function ``body`` with 1..``max_span`` of its lines cut out and marked <MISSING>
+    (the training format; ``diffusion_engine.eval --set infill`` asks the same way)."""
+    start = rng.randint(1, len(body) - 2)
+    span = rng.randint(1, min(max_span, len(body) - start))
+    prefix, middle, suffix = body[:start], body[start : start + span], body[start + span :]
+    if not "".join(middle).strip():
+        return None
+    code = "\n".join(prefix + ["<MISSING>"] + suffix)
+    instr = ("Fill in the line(s) marked <MISSING> in this Python function. "
+             f"Reply with the missing code only.\n\n```python\n{code}\n```")
+    return TextPair("code", instr, "\n".join(middle))
 
 
 def _typo(word: str, rng: random.Random) -> str:

@@ -1,0 +1,36 @@
+"""Eval plumbing that needs no model: infill task building, answer normalisation, summaries."""
+
+from __future__ import annotations
+
+from diffusion_engine.eval import code_lines, eval_tasks, infill_tasks
+from diffusion_engine.eval_extract import summarize
+
+
+def test_infill_tasks_are_deterministic_held_out_and_well_formed():
+    tasks = infill_tasks(6)
+    assert tasks == infill_tasks(6) and len(tasks) == 6
+    for prompt, missing in tasks:
+        assert "\n<MISSING>\n" in prompt and 1 <= len(missing.splitlines()) <= 2 and missing.strip()
+    assert eval_tasks("edit", 2)[0][1] is None  # prompt sets without references stay unscored
+
+
+def test_code_lines_ignore_fences_indentation_and_blank_lines():
+    answer = "```python\n        return x + 1\n\n```"
+    assert code_lines(answer) == code_lines("    return x + 1") == ["return x + 1"]
+    assert code_lines("return x") != code_lines("return x + 1")
+
+
+def row(valid, seconds, accuracy, source="ar"):
+    return {"valid": valid, "seconds": seconds, "accuracy": accuracy, "tokens": 10, "forwards": 10}
+
+
+def test_extract_summary_splits_speed_by_ar_outcome():
+    rows = []
+    for ar_valid, ar_s, v_s in ((True, 6.0, 2.0), (True, 4.0, 2.0), (False, 18.0, 3.0)):
+        v = {**row(True, v_s, 0.5), "source": "ar", "loop_cuts": [] if ar_valid else ["repeated array item"],
+             "identical_to_ar": ar_valid}
+        rows.append({"ar": row(ar_valid, ar_s, 0.5 if ar_valid else 0.0), "verified": v})
+    split = summarize(rows)["verified"]["by_ar_outcome"]
+    assert split["ar_valid"]["tasks"] == 2 and split["ar_valid"]["speedup"] == 2.5
+    assert split["ar_invalid"]["speedup"] == 6.0 and split["ar_invalid"]["loop_cuts"] == 1
+    assert summarize(rows)["verified"]["wall_clock_speedup_vs_ar"] == (28 / 3) / (7 / 3)
