@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from diffusion_engine.structured.loops import find_loop
 
@@ -72,3 +74,44 @@ def test_a_run_of_records_repeated_back_to_back_is_cut_at_its_second_copy():
     assert find_loop('{"xy": [1, 2, 1, 2, ') is None  # numbers only: a pair can repeat (coordinates)
     assert cut_text('{"years": [2016, 2019, 2020, 2019, 2020, 2019, 2020, ') == '{"years": [2016, 2019, 2020]'
     assert find_loop('{"zeros": [0, 0, 0, 0, 0, 0, ') is None
+
+
+def close_open_containers(text: str) -> str:
+    """``text`` (a JSON prefix ending right after a complete value) with its open containers closed."""
+    stack, in_string, escaped = [], False, False
+    for ch in text:
+        if in_string:
+            escaped = not escaped and ch == "\\"
+            in_string = escaped or ch != '"'
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            stack.append("]" if ch == "[" else "}")
+        elif ch in "]}":
+            stack.pop()
+    return text + "".join(reversed(stack))
+
+
+WORDS = st.sampled_from(["red", "tax", "Lavafuna", "full-stack-2023/", 'say "hi"', "a\\b"])
+RECORDS = st.fixed_dictionaries({"name": WORDS, "n": st.integers(0, 3)})
+DOCUMENTS = st.fixed_dictionaries({
+    "tags": st.lists(WORDS, max_size=6),
+    "items": st.lists(RECORDS, max_size=6),
+    "note": st.lists(WORDS, max_size=5).map("".join),
+    "years": st.lists(st.integers(2019, 2020), max_size=8),
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(DOCUMENTS)
+def test_every_cut_leaves_a_document_that_closes_into_valid_json(doc):
+    """Whatever the prefix, a cut keeps a JSON prefix whose open value the closer completes."""
+    text = json.dumps(doc, separators=(", ", ": "))
+    for end in range(1, len(text)):
+        cut = find_loop(text[:end])
+        if cut is None:
+            continue
+        kept = text[: cut.keep] + cut.close
+        value = json.loads(close_open_containers(kept))  # raises if the cut broke the JSON
+        assert isinstance(value, dict)
+        assert cut.keep < end  # something was cut
