@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                     help="resident model dtype (default: what the gateway serves, TANDEM_EMBEDDED_DTYPE=auto)")
-    ap.add_argument("--draft-len", type=int, default=8, help="verified: tokens proposed per AR forward")
+    ap.add_argument("--draft-len", type=int, default=16,
+                    help="verified: tokens proposed per AR forward (16: the default policy's block_size)")
     ap.add_argument("--methods", default="ar,diffusion,verified,verified_skeleton")
     args = ap.parse_args(argv)
     args.data = args.data or default_data()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from diffusion_engine.eval import code_lines, eval_tasks, infill_tasks
+from diffusion_engine.eval import code_lines, eval_tasks, infill_scores, infill_tasks
 from diffusion_engine.eval_extract import summarize
 
 
@@ -18,6 +18,13 @@ def test_code_lines_ignore_fences_indentation_and_blank_lines():
     answer = "```python\n        return x + 1\n\n```"
     assert code_lines(answer) == code_lines("    return x + 1") == ["return x + 1"]
     assert code_lines("return x") != code_lines("return x + 1")
+
+
+def test_infill_scores_credit_a_rewrite_that_contains_the_missing_line():
+    rewrite = "```python\ndef f(x):\n    y = x + 1\n    return y\n```"
+    scores = infill_scores(rewrite, "    y = x + 1")
+    assert scores["exact"] == 0 and scores["contains"] == 1 and scores["similarity"] < 1
+    assert infill_scores("y = x + 1", "    y = x + 1") == {"exact": 1, "contains": 1, "similarity": 1}
 
 
 def row(valid, seconds, accuracy, source="ar"):

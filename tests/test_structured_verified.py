@@ -122,3 +122,23 @@ def test_loop_guard_never_makes_a_cut_the_grammar_refuses(denoiser, tok):
     doc = verified_constrained(denoiser, tok, prompt, at_least_two, [], max_tokens=48, draft_len=6)
     value = json.loads(tok.decode(doc.token_ids))
     assert Draft202012Validator(at_least_two).is_valid(value) and len(value["tags"]) >= 2
+
+
+def test_a_copied_value_is_closed_at_its_first_punctuation(tok):
+    from diffusion_engine.structured.verified import value_ends
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    mask = JsonSchemaLogitsMask(tok, schema)
+    for t in tok.encode('{"name": "', add_special_tokens=False):
+        mask.consume(t)
+    ends = value_ends(tok)
+    guess = tok.encode("Tomas Reyes, 52, visited", add_special_tokens=False)
+    closed = ends.close(mask.matcher, guess)
+    assert tok.decode(closed) == 'Tomas Reyes",'  # the grammar then forces ' "age": '
+    mask.matcher.rollback(len(closed))
+    assert ends.close(mask.matcher, tok.encode("Tomas Reyes", add_special_tokens=False)) is None  # no boundary
+    age = JsonSchemaLogitsMask(tok, schema)
+    for t in tok.encode('{"name": "T", "age": ', add_special_tokens=False):
+        age.consume(t)
+    assert ends.close(age.matcher, tok.encode("52, visited", add_special_tokens=False)) is None  # not a string

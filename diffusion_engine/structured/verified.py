@@ -32,13 +32,60 @@ from .ar_constraint import JsonSchemaLogitsMask
 from .loops import find_loop
 
 
+class ValueEnds:
+    """Where a string copied from prose probably ends: before its first punctuation token.
+
+    Prompt lookup copies ``Dr Helen Okafor. She`` where the value is ``Dr Helen Okafor``; half
+    the copied values of the extraction set end at punctuation. Proposing the closing quote
+    there (``",`` / ``"}``; the grammar forces the next key after it) lets one check keep a
+    value *and* the next key and value, instead of stopping where the copy runs past the value.
+    """
+
+    BOUNDARY = set(",.;:()!?")
+
+    def __init__(self, tokenizer: Any) -> None:
+        pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        self.boundary = frozenset(i for i, p in enumerate(pieces)
+                                  if p.lstrip()[:1] in self.BOUNDARY or "\n" in p)
+        closers = ('",', '"}', '"]', '"')
+        self.closers = [i for c in closers for i in tokenizer.encode(c, add_special_tokens=False)[:1]
+                        if tokenizer.decode([i]) == c]
+
+    def close(self, matcher: Any, guess: list[int]) -> list[int] | None:
+        """``guess`` cut before its first boundary token plus a closing quote the grammar
+        accepts there (consumed by ``matcher``), or None (not in a string, no boundary)."""
+        cut = next((j for j, t in enumerate(guess) if j and t in self.boundary), None)
+        if cut is None:
+            return None
+        head = guess[:cut]
+        took = matcher.try_consume_tokens(head)
+        if took == len(head):
+            for closer in self.closers:
+                if matcher.try_consume_tokens([closer]) == 1:
+                    return [*head, closer]
+        matcher.rollback(took)
+        return None
+
+
+_value_ends: dict[int, tuple[Any, ValueEnds]] = {}
+
+
+def value_ends(tokenizer: Any) -> ValueEnds:
+    """``ValueEnds`` for ``tokenizer`` (built once: it decodes the vocabulary)."""
+    hit = _value_ends.get(id(tokenizer))
+    if hit is None or hit[0] is not tokenizer:
+        hit = _value_ends[id(tokenizer)] = (tokenizer, ValueEnds(tokenizer))
+    return hit[1]
+
+
 def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int], k: int,
-            lookup_len: int | None = None) -> tuple[list[int], int]:
+            lookup_len: int | None = None, ends: ValueEnds | None = None) -> tuple[list[int], int]:
     """Up to ``k`` grammar-valid draft tokens and how many of them the grammar forces.
 
     Forced tokens and looked-up continuations alternate: after a looked-up value the
     grammar usually forces the next key (``", "age": ``), so one proposal runs through
-    structure and values alike. The matcher is walked along the proposal and rolled back.
+    structure and values alike; ``ends`` guesses where a looked-up string value closes.
+    The matcher is walked along the proposal and rolled back.
     """
     proposal: list[int] = []
     forced = consumed = 0
@@ -47,6 +94,11 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
         room = k - len(proposal)
         ff = [int(t) for t in matcher.compute_ff_tokens()][:room]
         guess = ff or lookup.propose(emitted + proposal, min(room, lookup_len or room))
+        closed = ends.close(matcher, guess[: room - 1]) if ends is not None and not ff and guess else None
+        if closed is not None:
+            consumed += len(closed)
+            proposal += closed
+            continue
         took = matcher.try_consume_tokens(guess) if guess else 0
         if took == 0:
             break
@@ -122,6 +174,7 @@ def verified_constrained(
     generator: torch.Generator | None = None,
     loop_guard: bool = True,
     lookup_len: int | None = None,
+    close_values: bool = True,
 ) -> VerifiedDocument:
     """AR + grammar decoding of a JSON document with ``verifier`` (a
     :class:`~diffusion_engine.verified.DraftVerifier`), proposing from ``drafts`` and the prompt.
@@ -134,10 +187,11 @@ def verified_constrained(
     pending = [prompt[-1]]  # decided tokens not yet in the verifier's cache
     lookup = DraftLookup([*drafts, prompt], lead_with_first=True)
     guard = LoopGuard(tokenizer) if loop_guard else None
+    ends = value_ends(tokenizer) if close_values else None
     doc = VerifiedDocument(token_ids=[], complete=False)
     out = doc.token_ids
     while len(out) < max_tokens:
-        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), lookup_len)
+        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), lookup_len, ends)
         logits = verifier.verify_logits(cache, torch.tensor([*pending, *proposal], dtype=torch.long))
         logits = logits[len(pending) - 1:]
         doc.forwards += 1
