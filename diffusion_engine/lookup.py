@@ -7,7 +7,7 @@ the AR verifier keeps what it agrees with.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 
 class DraftLookup:
@@ -48,4 +48,44 @@ class DraftLookup:
             for i in range(lo, hi + 1):
                 if src[i : i + n] == tail:
                     return i
+        return None
+
+
+class TextLookup:
+    """Continuations of partly written text, looked up in source *text* and tokenised fresh.
+
+    Token lookup misses the start of a copied value: inside JSON, ``"Tomas`` is tokenised
+    ``"``, ``T``, ``omas`` while the prompt has `` Tomas``, so no token n-gram matches until
+    the second word. Matching characters (``T``, at a word start in the source) finds
+    ``Tomas Reyes, 52`` at once. Each source keeps a cursor past its last match, like
+    :class:`DraftLookup`.
+    """
+
+    def __init__(self, texts: Sequence[str], tokenizer: Any, *, span_chars: int = 64) -> None:
+        self.texts = [t for t in texts if t]
+        self.cursors = [0] * len(self.texts)
+        self.tokenizer = tokenizer
+        self.span_chars = span_chars
+
+    def propose(self, written: str, k: int) -> list[int]:
+        """Up to ``k`` tokens of what followed ``written`` (at a word start) in a source."""
+        if not written or k <= 0:
+            return []
+        for s, text in enumerate(self.texts):
+            at = self._find(text, written, self.cursors[s])
+            if at is not None:
+                end = at + len(written)
+                self.cursors[s] = end
+                follow = text[end : end + self.span_chars]
+                return list(self.tokenizer.encode(follow, add_special_tokens=False))[:k] if follow else []
+        return []
+
+    @staticmethod
+    def _find(text: str, needle: str, start: int) -> int | None:
+        for lo in (start, 0):  # from the cursor, then from the top
+            at = text.find(needle, lo)
+            while at != -1:
+                if at == 0 or not text[at - 1].isalnum():
+                    return at
+                at = text.find(needle, at + 1)
         return None

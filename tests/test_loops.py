@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffusion_engine.structured.loops import find_loop
+from diffusion_engine.structured.loops import find_loop, open_string
 
 
 def cut_text(text: str, **kwargs) -> str | None:
@@ -115,3 +115,9 @@ def test_every_cut_leaves_a_document_that_closes_into_valid_json(doc):
         value = json.loads(close_open_containers(kept))  # raises if the cut broke the JSON
         assert isinstance(value, dict)
         assert cut.keep < end  # something was cut
+
+
+def test_open_string_is_the_text_of_the_string_being_written():
+    assert open_string('{"a": "Tom') == "Tom"
+    assert open_string('{"a": "x \\" y') == 'x \\" y'  # an escaped quote does not close it
+    assert open_string('{"a": "Tom", "b": ') is None and open_string("") is None

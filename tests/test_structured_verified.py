@@ -142,3 +142,18 @@ def test_a_copied_value_is_closed_at_its_first_punctuation(tok):
     for t in tok.encode('{"name": "T", "age": ', add_special_tokens=False):
         age.consume(t)
     assert ends.close(age.matcher, tok.encode("52, visited", add_special_tokens=False)) is None  # not a string
+
+
+def test_text_lookup_continues_a_copied_value_from_its_first_characters(tok):
+    from diffusion_engine.lookup import TextLookup
+    from diffusion_engine.structured.verified import CopiedValues
+
+    source = "PT: Tomas Reyes, 52, seen by Dr. Tanaka. Tomasz is his brother."
+    look = TextLookup([source], tok)
+    assert tok.decode(look.propose("T", 4)) == "omas Reyes,"  # at a word start only: not PT's "T"
+    assert tok.decode(look.propose("Tomas", 3)).startswith("z is")  # the cursor moved past the first match
+    assert look.propose("xyz", 3) == [] and look.propose("", 3) == []
+    copied = CopiedValues(tok, [source])
+    inside = tok.encode('{"name": "To', add_special_tokens=False)
+    assert tok.decode(copied.propose(inside, 3)).startswith("mas Reyes")
+    assert copied.propose(tok.encode('{"name": "To"', add_special_tokens=False), 3) == []  # not in a string

@@ -124,3 +124,20 @@ def _string_loop(text: str, start: int, min_unit: int, copies: int) -> LoopCut |
                 return None
             return LoopCut(keep=keep, close='"', reason="repeating string")
     return None
+
+
+def open_string(text: str) -> str | None:
+    """The text written so far of the string still open at the end of ``text`` (a JSON
+    prefix), or None when the text does not end inside a string."""
+    in_string, escaped, start = False, False, 0
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string, start = True, i + 1
+    return text[start:] if in_string else None

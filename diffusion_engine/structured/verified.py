@@ -26,10 +26,10 @@ from typing import Any, Sequence
 
 import torch
 
-from ..lookup import DraftLookup
+from ..lookup import DraftLookup, TextLookup
 from ..sampling import sample_tokens, scale_logits
 from .ar_constraint import JsonSchemaLogitsMask
-from .loops import find_loop
+from .loops import find_loop, open_string
 
 
 class ValueEnds:
@@ -78,8 +78,23 @@ def value_ends(tokenizer: Any) -> ValueEnds:
     return hit[1]
 
 
+class CopiedValues:
+    """Text lookup (:class:`~diffusion_engine.lookup.TextLookup`) of the string value being
+    written: proposes the rest of a copied value from its first characters, where token
+    lookup fails (``"T`` + ``omas`` inside JSON, `` Tomas`` in the prompt)."""
+
+    def __init__(self, tokenizer: Any, sources: Sequence[str]) -> None:
+        self.tokenizer = tokenizer
+        self.lookup = TextLookup(sources, tokenizer)
+
+    def propose(self, tokens: list[int], k: int) -> list[int]:
+        written = open_string(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        return self.lookup.propose(written, k) if written else []
+
+
 def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int], k: int,
-            lookup_len: int | None = None, ends: ValueEnds | None = None) -> tuple[list[int], int]:
+            lookup_len: int | None = None, ends: ValueEnds | None = None,
+            copied: CopiedValues | None = None) -> tuple[list[int], int]:
     """Up to ``k`` grammar-valid draft tokens and how many of them the grammar forces.
 
     Forced tokens and looked-up continuations alternate: after a looked-up value the
@@ -93,7 +108,9 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
     while len(proposal) < k and not matcher.is_stopped():
         room = k - len(proposal)
         ff = [int(t) for t in matcher.compute_ff_tokens()][:room]
-        guess = ff or lookup.propose(emitted + proposal, min(room, lookup_len or room))
+        span = min(room, lookup_len or room)
+        guess = ff or lookup.propose(emitted + proposal, span) or (
+            copied.propose(emitted + proposal, span) if copied is not None else [])
         closed = ends.close(matcher, guess[: room - 1]) if ends is not None and not ff and guess else None
         if closed is not None:
             consumed += len(closed)
@@ -175,6 +192,7 @@ def verified_constrained(
     loop_guard: bool = True,
     lookup_len: int | None = None,
     close_values: bool = True,
+    copy_text: bool = True,
 ) -> VerifiedDocument:
     """AR + grammar decoding of a JSON document with ``verifier`` (a
     :class:`~diffusion_engine.verified.DraftVerifier`), proposing from ``drafts`` and the prompt.
@@ -188,10 +206,11 @@ def verified_constrained(
     lookup = DraftLookup([*drafts, prompt], lead_with_first=True)
     guard = LoopGuard(tokenizer) if loop_guard else None
     ends = value_ends(tokenizer) if close_values else None
+    copied = CopiedValues(tokenizer, [tokenizer.decode(prompt, skip_special_tokens=True)]) if copy_text else None
     doc = VerifiedDocument(token_ids=[], complete=False)
     out = doc.token_ids
     while len(out) < max_tokens:
-        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), lookup_len, ends)
+        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), lookup_len, ends, copied)
         logits = verifier.verify_logits(cache, torch.tensor([*pending, *proposal], dtype=torch.long))
         logits = logits[len(pending) - 1:]
         doc.forwards += 1
