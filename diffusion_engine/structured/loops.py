@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Collection
+from typing import Collection, Iterator
 
 
 #: copies of an array item allowed before the next one is a loop, by the item's first character
@@ -50,26 +50,42 @@ class _Array:
     cut: LoopCut | None = None
 
 
+class _Scan:
+    """The characters of a JSON prefix outside strings (each string's opening quote
+    included); once iterated, ``open_at`` is where the string still open at the end starts."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.open_at: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        in_string = escaped = False
+        for i, ch in enumerate(self.text):
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_string = False
+                continue
+            if ch == '"':
+                in_string, self.open_at = True, i
+            yield i, ch
+        if not in_string:
+            self.open_at = None
+
+
 def find_loop(text: str, *, min_unit: int = 8, copies: int = 3, ignore: Collection[int] = ()) -> LoopCut | None:
     """The earliest cut that ends a repetition still open at the end of ``text`` (a JSON prefix),
     or None. Cuts whose ``keep`` is in ``ignore`` (the grammar refused them) are not proposed."""
     stack: list[_Array | None] = []  # None: an object
-    in_string, escaped, string_start = False, False, 0
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
+    scan = _Scan(text)
+    for i, ch in scan:
         top = stack[-1] if stack else None
         if top is not None and top.item_start is None and not ch.isspace() and ch not in ",]":
             top.item_start = i
-        if ch == '"':
-            in_string, string_start = True, i
-        elif ch in "[{":
+        if ch in "[{":
             stack.append(_Array() if ch == "[" else None)
         elif ch in "]}":
             if stack:
@@ -83,8 +99,8 @@ def find_loop(text: str, *, min_unit: int = 8, copies: int = 3, ignore: Collecti
             top.commas.append(i)
             top.item_start = None
     cuts = [frame.cut for frame in stack if frame is not None and frame.cut is not None]
-    if in_string:
-        cut = _string_loop(text, string_start + 1, min_unit, copies)
+    if scan.open_at is not None:
+        cut = _string_loop(text, scan.open_at + 1, min_unit, copies)
         if cut is not None and cut.keep not in ignore:
             cuts.append(cut)
     return min(cuts, key=lambda c: c.keep) if cuts else None
@@ -129,15 +145,7 @@ def _string_loop(text: str, start: int, min_unit: int, copies: int) -> LoopCut |
 def open_string(text: str) -> str | None:
     """The text written so far of the string still open at the end of ``text`` (a JSON
     prefix), or None when the text does not end inside a string."""
-    in_string, escaped, start = False, False, 0
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string, start = True, i + 1
-    return text[start:] if in_string else None
+    scan = _Scan(text)
+    for _ in scan:
+        pass
+    return text[scan.open_at + 1:] if scan.open_at is not None else None
