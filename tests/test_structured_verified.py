@@ -157,3 +157,26 @@ def test_text_lookup_continues_a_copied_value_from_its_first_characters(tok):
     inside = tok.encode('{"name": "To', add_special_tokens=False)
     assert tok.decode(copied.propose(inside, 3)).startswith("mas Reyes")
     assert copied.propose(tok.encode('{"name": "To"', add_special_tokens=False), 3) == []  # not in a string
+
+
+def test_a_repetition_the_schema_will_not_let_us_cut_is_given_up(tok):
+    """A looping string that must match a pattern cannot be closed early: the guard refuses to
+    cut, and after ``max_refusals`` rounds calls the document hopeless (the skeleton answers)."""
+    from diffusion_engine.structured.verified import LoopGuard
+
+    schema = {"type": "object", "properties": {"mail": {"type": "string", "pattern": "^[a-z]+@[a-z]+$"}},
+              "required": ["mail"], "additionalProperties": False}
+    mask = JsonSchemaLogitsMask(tok, schema)
+    guard = LoopGuard(tok, max_refusals=2)
+    out: list[int] = []
+    for text in ('{"mail": "', "abcdefgh" * 3, "abcd", "efgh"):
+        for t in tok.encode(text, add_special_tokens=False):
+            mask.consume(t)
+            out.append(t)
+        before = list(out)
+        assert guard.cut(mask, out) is None and out == before  # refused: nothing changes
+        if guard.hopeless:
+            break
+    assert guard.hopeless and len(guard.refused) == 2
+    # the matcher was restored: the document can still go on
+    assert mask.try_consume_all(tok.encode("@b", add_special_tokens=False))
