@@ -18,6 +18,8 @@ BENCHES: dict[str, list[str]] = {
     "forward-cost": ["-m", "bench.forward_cost"],
     "diffusion-model": ["-m", "diffusion_engine.eval"],
     "diffusion-edits": ["-m", "diffusion_engine.eval", "--set", "edit", "--thresholds", "0.9"],
+    "diffusion-infill": ["-m", "diffusion_engine.eval", "--set", "infill", "--thresholds", "0.9,0.5",
+                         "--verified", "16", "--max-tokens", "48", "--dtype", "float32", "--threads", "2"],
     "extraction": ["-m", "diffusion_engine.eval_extract"],
 }
 
