@@ -1,22 +1,24 @@
 """Verified structured output: the AR model decides every token under the schema grammar;
 drafts let one AR forward keep several of them.
 
-The ``verified`` rule applied to JSON. The diffusion skeleton fills the whole document
-cheaply (one forward per block); that document, the prompt, and the grammar's forced
-tokens (keys, punctuation: llguidance's fast-forward) are *draft sources*. Each round:
+The ``verified`` rule applied to JSON. Draft sources: the grammar's forced tokens (keys,
+punctuation: llguidance's fast-forward), the prompt (token n-gram lookup, and text lookup
+of the string value being written, :class:`CopiedValues`), and optionally the skeleton's
+one-forward diffusion document. Each round:
 
 1. propose up to ``draft_len`` grammar-valid tokens (:func:`propose`): forced tokens
-   alternating with the continuation of the longest emitted tail found in a source
-   (prompt-lookup decoding, over the skeleton document first, so values copied from the
-   input are proposed whole);
-2. one AR forward (adapter off) over ``[last token, proposal]``;
+   alternating with looked-up continuations, a copied string closed at its first
+   punctuation (:class:`ValueEnds`), so one proposal can run through several fields;
+2. one AR forward (adapter off) over ``[pending tokens, proposal]``;
 3. walk the proposal with the grammar mask applied to each position's AR logits; keep
-   tokens while the AR's masked choice equals the proposal, then the AR's own token.
+   tokens while the AR's masked choice equals the proposal, then the AR's own token;
+4. the :class:`LoopGuard` cuts a runaway repetition (``loops.py``) and closes the value,
+   when the grammar accepts the cut.
 
 The output is exactly AR + constrained decoding (greedy: token for token, up to float
-ties), produced in fewer forwards. When the AR document does not finish inside its
-budget (runaway arrays are the small model's failure mode) or fails validation, the
-caller returns the skeleton document, which is always valid.
+ties) except where a repetition was cut, produced in fewer forwards. When the AR document
+does not finish inside its budget or fails validation, the caller returns the skeleton
+document, which is always valid.
 """
 
 from __future__ import annotations
