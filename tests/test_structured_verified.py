@@ -180,3 +180,21 @@ def test_a_repetition_the_schema_will_not_let_us_cut_is_given_up(tok):
     assert guard.hopeless and len(guard.refused) == 2
     # the matcher was restored: the document can still go on
     assert mask.try_consume_all(tok.encode("@b", add_special_tokens=False))
+
+
+def test_check_logits_match_the_full_head_on_few_and_many_allowed_tokens(denoiser, tok):
+    from diffusion_engine.structured.verified import CheckLogits
+
+    cache = denoiser.verifier_cache(torch.tensor(tok.encode("Alice is 31.", add_special_tokens=False)))
+    hidden = denoiser.verify_hidden(cache, torch.tensor(tok.encode(' {"name', add_special_tokens=False)))
+    full = denoiser.ar_head(hidden)
+    check = CheckLogits(denoiser, hidden)
+    few = torch.zeros(full.shape[-1], dtype=torch.bool)
+    few[[5, 17, 400]] = True
+    many = torch.rand(full.shape[-1], generator=torch.Generator().manual_seed(0)) < 0.5
+    for i, allowed in ((0, few), (1, many), (len(hidden) - 1, few)):
+        got = check.masked(i, allowed)
+        want = full[i].masked_fill(~allowed, float("-inf"))
+        assert torch.equal(torch.isinf(got), torch.isinf(want))
+        assert torch.allclose(got[allowed], want[allowed], atol=1e-9)
+        assert int(got.argmax()) == int(want.argmax())

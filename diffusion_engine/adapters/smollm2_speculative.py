@@ -66,6 +66,13 @@ class DraftAndVerify:
     def verify_logits(self, cache: VerifierCache, ids: torch.Tensor, want_logits: bool = True) -> torch.Tensor | None:
         """AR logits ``[len(ids), V]`` (float32) after ``cache`` + ``ids``; appends ``ids``
         to ``cache`` (roll the rejected tail back with :meth:`verifier_rollback`)."""
+        hidden = self.verify_hidden(cache, ids)
+        return self.ar_head(hidden) if want_logits else None
+
+    @torch.inference_mode()
+    def verify_hidden(self, cache: VerifierCache, ids: torch.Tensor) -> torch.Tensor:
+        """:meth:`verify_logits` without the LM head: final hidden states ``[len(ids), H]``
+        (the caller applies :meth:`ar_head` where, and over which tokens, it needs scores)."""
         from diffusion_engine.adapters.smollm2_block import causal_mask
 
         ids = torch.as_tensor(ids, dtype=torch.long).flatten()
@@ -79,9 +86,22 @@ class DraftAndVerify:
                 cache=past,
                 use_cache=True,
             )
-            logits = model.lm_head(out.last_hidden_state[0]).float() if want_logits else None
         cache.kv, cache.length = layer_kv(past, cache.length + t), cache.length + t
-        return logits
+        return out.last_hidden_state[0]
+
+    @torch.inference_mode()
+    def ar_head(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """AR logits (float32) of ``hidden`` ``[..., H]``: over the whole vocabulary, or over
+        ``token_ids`` only (``[..., len(token_ids)]``: a grammar that allows a few tokens
+        needs no 49k-row head)."""
+        with self.lm.adapter_off() as model:
+            head = model.lm_head
+            if token_ids is None:
+                return head(hidden).float()
+            rows = head.weight.index_select(0, token_ids.to(head.weight.device))
+            out = hidden @ rows.T
+            bias = getattr(head, "bias", None)
+            return (out + bias[token_ids] if bias is not None else out).float()
 
     @staticmethod
     def verifier_rollback(cache: VerifierCache, count: int) -> None:
