@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N prompts only")
     ap.add_argument("--set", default="free", choices=sorted(PROMPT_SETS),
                     help="free: open-ended prompts; edit: answers that copy their input; "
-                         "infill: held-out code with lines cut out, scored by exact match")
+                         "infill: held-out code with lines cut out, scored against the missing lines")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     result = run(args)

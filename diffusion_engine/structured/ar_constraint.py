@@ -24,22 +24,29 @@ from .render import FORMAT_CHECKER
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 JSON_OBJECT_SCHEMA: dict = {"type": "object"}
 
-_lltok_lock = threading.Lock()
-_lltok_cache: dict[int, tuple[Any, Any]] = {}
+_per_tokenizer_lock = threading.Lock()
+_per_tokenizer: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def per_tokenizer(name: str, tokenizer: Any, build: Callable[[Any], Any]) -> Any:
+    """``build(tokenizer)``, computed once per tokenizer object and ``name`` (a tokenizer is
+    not hashable; its ``id()`` is checked against the object itself, since ids are reused)."""
+    key = (name, id(tokenizer))
+    with _per_tokenizer_lock:
+        hit = _per_tokenizer.get(key)
+        if hit is not None and hit[0] is tokenizer:
+            return hit[1]
+    value = build(tokenizer)
+    with _per_tokenizer_lock:
+        _per_tokenizer[key] = (tokenizer, value)
+    return value
 
 
 def ll_tokenizer(tokenizer: Any) -> Any:
     """llguidance view of an HF fast tokenizer (≈0.6 s to build; cached per tokenizer object)."""
     import llguidance.hf
 
-    with _lltok_lock:
-        hit = _lltok_cache.get(id(tokenizer))
-        if hit is not None and hit[0] is tokenizer:
-            return hit[1]
-    lltok = llguidance.hf.from_tokenizer(tokenizer)
-    with _lltok_lock:
-        _lltok_cache[id(tokenizer)] = (tokenizer, lltok)
-    return lltok
+    return per_tokenizer("llguidance", tokenizer, llguidance.hf.from_tokenizer)
 
 
 def llguidance_grammar(schema: Any | None) -> str:

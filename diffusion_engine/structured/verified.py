@@ -30,7 +30,7 @@ import torch
 
 from ..lookup import DraftLookup, TextLookup
 from ..sampling import sample_tokens, scale_logits
-from .ar_constraint import JsonSchemaLogitsMask
+from .ar_constraint import JsonSchemaLogitsMask, per_tokenizer
 from .loops import find_loop, open_string
 
 
@@ -69,15 +69,9 @@ class ValueEnds:
         return None
 
 
-_value_ends: dict[int, tuple[Any, ValueEnds]] = {}
-
-
 def value_ends(tokenizer: Any) -> ValueEnds:
     """``ValueEnds`` for ``tokenizer`` (built once: it decodes the vocabulary)."""
-    hit = _value_ends.get(id(tokenizer))
-    if hit is None or hit[0] is not tokenizer:
-        hit = _value_ends[id(tokenizer)] = (tokenizer, ValueEnds(tokenizer))
-    return hit[1]
+    return per_tokenizer("value_ends", tokenizer, ValueEnds)
 
 
 class CopiedValues:
@@ -95,8 +89,7 @@ class CopiedValues:
 
 
 def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int], k: int,
-            lookup_len: int | None = None, ends: ValueEnds | None = None,
-            copied: CopiedValues | None = None) -> tuple[list[int], int]:
+            ends: ValueEnds | None = None, copied: CopiedValues | None = None) -> tuple[list[int], int]:
     """Up to ``k`` grammar-valid draft tokens and how many of them the grammar forces.
 
     Forced tokens and looked-up continuations alternate: after a looked-up value the
@@ -110,9 +103,8 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
     while len(proposal) < k and not matcher.is_stopped():
         room = k - len(proposal)
         ff = [int(t) for t in matcher.compute_ff_tokens()][:room]
-        span = min(room, lookup_len or room)
-        guess = ff or lookup.propose(emitted + proposal, span) or (
-            copied.propose(emitted + proposal, span) if copied is not None else [])
+        guess = ff or lookup.propose(emitted + proposal, room) or (
+            copied.propose(emitted + proposal, room) if copied is not None else [])
         closed = ends.close(matcher, guess[: room - 1]) if ends is not None and not ff and guess else None
         if closed is not None:
             consumed += len(closed)
@@ -150,8 +142,7 @@ class CheckLogits:
             return out
         if self.full is None or i < self.full_from:
             self.full, self.full_from = self.verifier.ar_head(self.hidden[i:]), i
-        row = self.full[i - self.full_from]
-        return row[: allowed.numel()].masked_fill(~allowed[: row.numel()], float("-inf"))
+        return self.full[i - self.full_from].masked_fill(~allowed, float("-inf"))
 
 
 @dataclass
@@ -218,7 +209,6 @@ def verified_constrained(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     loop_guard: bool = True,
-    lookup_len: int | None = None,
     close_values: bool = True,
     copy_text: bool = True,
 ) -> VerifiedDocument:
@@ -226,7 +216,9 @@ def verified_constrained(
     :class:`~diffusion_engine.verified.DraftVerifier`), proposing from ``drafts`` and the prompt.
 
     ``loop_guard``: cut runaway repetitions (:class:`LoopGuard`); the output is then AR +
-    grammar decoding except where a repeated item or string was cut and closed."""
+    grammar decoding except where a repeated item or string was cut and closed.
+    ``close_values`` (:class:`ValueEnds`) and ``copy_text`` (:class:`CopiedValues`) only
+    change the proposals, never the output; off, they measure what each saves."""
     mask = JsonSchemaLogitsMask(tokenizer, schema, vocab_size=int(verifier.vocab_size))
     prompt = list(prompt_ids)
     cache = verifier.verifier_cache(torch.tensor(prompt, dtype=torch.long))
@@ -238,7 +230,7 @@ def verified_constrained(
     doc = VerifiedDocument(token_ids=[], complete=False)
     out = doc.token_ids
     while len(out) < max_tokens:
-        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), lookup_len, ends, copied)
+        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), ends, copied)
         hidden = verifier.verify_hidden(cache, torch.tensor([*pending, *proposal], dtype=torch.long))
         logits = CheckLogits(verifier, hidden[len(pending) - 1:])
         doc.forwards += 1
