@@ -89,3 +89,30 @@ class TextLookup:
                     return at
                 at = text.find(needle, at + 1)
         return None
+
+
+class OutputLookup:
+    """Continuations of the emitted tail looked up in the emitted tokens themselves.
+
+    A document repeats its own structure: after ``"vendor":`` the AR writes `` "`` as it did
+    after every earlier key, and an array's next record starts like the last one. The latest
+    earlier occurrence of the longest matching tail wins. A short match says little about
+    what follows (after `` "`` comes the *previous* value), so a tail of ``n`` tokens
+    proposes at most ``n`` tokens, and a full ``max_ngram`` tail up to ``k``.
+    """
+
+    def __init__(self, emitted: list[int], *, max_ngram: int = 3) -> None:
+        #: the committed tokens (the caller's list, read as it grows); proposals come from here only
+        self.emitted = emitted
+        self.max_ngram = max_ngram
+
+    def propose(self, context: Sequence[int], k: int) -> list[int]:
+        """Up to ``k`` tokens that followed the latest earlier occurrence of ``context``'s tail
+        in the emitted tokens (``context``: the emitted tokens plus any draft so far)."""
+        src = self.emitted
+        for n in range(min(self.max_ngram, len(context)), 0, -1):
+            tail = list(context[-n:])
+            for i in range(len(src) - n - 1, -1, -1):  # latest first; never the tail itself
+                if src[i : i + n] == tail:
+                    return src[i + n : i + n + (k if n == self.max_ngram else min(k, n))]
+        return []

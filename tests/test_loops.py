@@ -50,6 +50,14 @@ def test_a_looping_string_keeps_one_copy_and_closes_the_string():
     assert find_loop('{"s": "' + unit * 2) is None  # two copies can be real text
 
 
+def test_a_string_loop_seen_late_is_cut_where_it_started():
+    # drafts can add many tokens in one round: the guard may first look at 4.5 copies
+    head = '{"order": "No. '
+    for copies in (3, 4, 5):
+        text = head + "1234567890" * copies + "12345"
+        assert cut_text(text) == head + '1234567890"'
+
+
 def test_the_earliest_cut_wins_and_refused_cuts_are_skipped():
     text = '{"a": ["p", "q", "p", "q", "p", '
     first = find_loop(text)

@@ -198,3 +198,35 @@ def test_check_logits_match_the_full_head_on_few_and_many_allowed_tokens(denoise
         assert torch.equal(torch.isinf(got), torch.isinf(want))
         assert torch.allclose(got[allowed], want[allowed], atol=1e-9)
         assert int(got.argmax()) == int(want.argmax())
+
+
+def test_output_lookup_continues_the_latest_earlier_match_of_the_document_itself():
+    from diffusion_engine.lookup import OutputLookup
+
+    emitted = [7, 1, 2, 3, 4, 5, 9, 1, 2, 3, 6, 6, 9, 1, 2, 3]
+    own = OutputLookup(emitted)
+    assert own.propose(emitted, 4) == [6, 6, 9, 1]  # a full 3-token tail: the latest match, up to k
+    assert own.propose(emitted, 1) == [6]
+    assert own.propose([*emitted, 8, 9], 4) == [1]  # a 1-token tail says little: one token
+    assert own.propose([*emitted, 42, 42], 4) == []  # the draft itself is no source: only emitted tokens
+    assert OutputLookup([]).propose([1, 2], 3) == [] and OutputLookup([4]).propose([4], 3) == []
+
+
+def test_a_draft_the_grammar_refuses_gives_way_to_the_next_source(tok):
+    """The prompt's ``"b": "x"`` cannot start an integer; the document's own ``": `` can."""
+    from diffusion_engine.lookup import OutputLookup
+    from diffusion_engine.structured.verified import propose
+
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+              "required": ["a", "b"], "additionalProperties": False}
+    mask = JsonSchemaLogitsMask(tok, schema)
+    emitted = tok.encode('{"a": 31, "b":', add_special_tokens=False)
+    for t in emitted:
+        mask.consume(t)
+    prompt_lookup = DraftLookup([tok.encode('"b": "x"', add_special_tokens=False)])
+    assert tok.decode(prompt_lookup.propose(emitted, 3)).startswith(' "x')
+    alone, _ = propose(mask, DraftLookup([tok.encode('"b": "x"', add_special_tokens=False)]), emitted, 4)
+    assert alone == []
+    proposal, forced = propose(mask, prompt_lookup, emitted, 4, own=OutputLookup(emitted))
+    assert tok.decode(proposal).startswith(" ") and forced == 0
+    assert mask.try_consume_all(proposal)  # grammar-valid, and the matcher was rolled back before

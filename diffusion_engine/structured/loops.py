@@ -100,8 +100,8 @@ def find_loop(text: str, *, min_unit: int = 8, copies: int = 3, ignore: Collecti
             top.item_start = None
     cuts = [frame.cut for frame in stack if frame is not None and frame.cut is not None]
     if scan.open_at is not None:
-        cut = _string_loop(text, scan.open_at + 1, min_unit, copies)
-        if cut is not None and cut.keep not in ignore:
+        cut = _string_loop(text, scan.open_at + 1, min_unit, copies, ignore)
+        if cut is not None:
             cuts.append(cut)
     return min(cuts, key=lambda c: c.keep) if cuts else None
 
@@ -129,16 +129,26 @@ def _repeat_cut(array: _Array, item: str, ignore: Collection[int]) -> LoopCut | 
     return None
 
 
-def _string_loop(text: str, start: int, min_unit: int, copies: int) -> LoopCut | None:
-    """A cut keeping one copy when the open string ``text[start:]`` ends in ``copies`` repeats."""
+def _string_loop(text: str, start: int, min_unit: int, copies: int, ignore: Collection[int]) -> LoopCut | None:
+    """A cut keeping one copy when the open string ``text[start:]`` ends in ``copies`` repeats
+    of a unit: the first copy of the periodic run it ends, or (that cut refused) the next."""
     content = text[start:]
     for unit in range(min_unit, len(content) // copies + 1):
         tail = content[-unit:]
-        if content.endswith(tail * copies):
-            keep = len(text) - (copies - 1) * unit
+        if not content.endswith(tail * copies):
+            continue
+        # the repetition may have started before the last ``copies`` units (a round can add
+        # many tokens at once): cut from where the period starts, so the cut does not depend
+        # on when it was looked for
+        first = len(content) - copies * unit
+        while first > 0 and content[first - 1] == content[first - 1 + unit]:
+            first -= 1
+        for keep in range(start + first + unit, len(text) - (copies - 1) * unit + 1, unit):
             if text[keep - 1] == "\\":  # never split an escape sequence
                 return None
-            return LoopCut(keep=keep, close='"', reason="repeating string")
+            if keep not in ignore:
+                return LoopCut(keep=keep, close='"', reason="repeating string")
+        return None
     return None
 
 

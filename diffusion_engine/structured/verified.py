@@ -3,8 +3,9 @@ drafts let one AR forward keep several of them.
 
 The ``verified`` rule applied to JSON. Draft sources: the grammar's forced tokens (keys,
 punctuation: llguidance's fast-forward), the prompt (token n-gram lookup, and text lookup
-of the string value being written, :class:`CopiedValues`), and optionally the skeleton's
-one-forward diffusion document. Each round:
+of the string value being written, :class:`CopiedValues`), the document itself (its own
+structure and repeated records, :class:`~diffusion_engine.lookup.OutputLookup`), and
+optionally the skeleton's one-forward diffusion document. Each round:
 
 1. propose up to ``draft_len`` grammar-valid tokens (:func:`propose`): forced tokens
    alternating with looked-up continuations, a copied string closed at its first
@@ -28,7 +29,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..lookup import DraftLookup, TextLookup
+from ..lookup import DraftLookup, OutputLookup, TextLookup
 from ..sampling import sample_tokens, scale_logits
 from .ar_constraint import JsonSchemaLogitsMask, per_tokenizer
 from .loops import find_loop, open_string
@@ -89,33 +90,44 @@ class CopiedValues:
 
 
 def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int], k: int,
-            ends: ValueEnds | None = None, copied: CopiedValues | None = None) -> tuple[list[int], int]:
+            ends: ValueEnds | None = None, copied: CopiedValues | None = None,
+            own: OutputLookup | None = None) -> tuple[list[int], int]:
     """Up to ``k`` grammar-valid draft tokens and how many of them the grammar forces.
 
     Forced tokens and looked-up continuations alternate: after a looked-up value the
     grammar usually forces the next key (``", "age": ``), so one proposal runs through
     structure and values alike; ``ends`` guesses where a looked-up string value closes.
-    The matcher is walked along the proposal and rolled back.
+    Looked-up sources are asked in order -- the prompt's tokens (``lookup``), the prompt's
+    text (``copied``), the document so far (``own``) -- and the first one the grammar accepts
+    (at least one token) is taken. The matcher is walked along the proposal and rolled back.
     """
     proposal: list[int] = []
     forced = consumed = 0
     matcher = mask.matcher
+    sources = [s for s in (lookup, copied, own) if s is not None]
     while len(proposal) < k and not matcher.is_stopped():
         room = k - len(proposal)
         ff = [int(t) for t in matcher.compute_ff_tokens()][:room]
-        guess = ff or lookup.propose(emitted + proposal, room) or (
-            copied.propose(emitted + proposal, room) if copied is not None else [])
-        closed = ends.close(matcher, guess[: room - 1]) if ends is not None and not ff and guess else None
-        if closed is not None:
-            consumed += len(closed)
-            proposal += closed
-            continue
-        took = matcher.try_consume_tokens(guess) if guess else 0
+        if ff:
+            took = matcher.try_consume_tokens(ff)
+            forced += took
+        else:
+            took = 0
+            for source in sources:
+                guess = source.propose(emitted + proposal, room)
+                if not guess:
+                    continue
+                closed = ends.close(matcher, guess[: room - 1]) if ends is not None else None
+                if closed is not None:
+                    guess, took = closed, len(closed)
+                else:
+                    took = matcher.try_consume_tokens(guess)
+                if took:
+                    break
         if took == 0:
             break
         consumed += took
-        forced += took if ff else 0
-        proposal += guess[:took]
+        proposal += (ff or guess)[:took]
     matcher.rollback(consumed)
     return proposal, forced
 
@@ -211,14 +223,16 @@ def verified_constrained(
     loop_guard: bool = True,
     close_values: bool = True,
     copy_text: bool = True,
+    own_lookup: bool = True,
 ) -> VerifiedDocument:
     """AR + grammar decoding of a JSON document with ``verifier`` (a
     :class:`~diffusion_engine.verified.DraftVerifier`), proposing from ``drafts`` and the prompt.
 
     ``loop_guard``: cut runaway repetitions (:class:`LoopGuard`); the output is then AR +
     grammar decoding except where a repeated item or string was cut and closed.
-    ``close_values`` (:class:`ValueEnds`) and ``copy_text`` (:class:`CopiedValues`) only
-    change the proposals, never the output; off, they measure what each saves."""
+    ``close_values`` (:class:`ValueEnds`), ``copy_text`` (:class:`CopiedValues`) and
+    ``own_lookup`` (:class:`~diffusion_engine.lookup.OutputLookup`) only change the
+    proposals, never the output; off, they measure what each saves."""
     mask = JsonSchemaLogitsMask(tokenizer, schema, vocab_size=int(verifier.vocab_size))
     prompt = list(prompt_ids)
     cache = verifier.verifier_cache(torch.tensor(prompt, dtype=torch.long))
@@ -229,8 +243,9 @@ def verified_constrained(
     copied = CopiedValues(tokenizer, [tokenizer.decode(prompt, skip_special_tokens=True)]) if copy_text else None
     doc = VerifiedDocument(token_ids=[], complete=False)
     out = doc.token_ids
+    own = OutputLookup(out) if own_lookup else None
     while len(out) < max_tokens:
-        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), ends, copied)
+        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), ends, copied, own)
         hidden = verifier.verify_hidden(cache, torch.tensor([*pending, *proposal], dtype=torch.long))
         logits = CheckLogits(verifier, hidden[len(pending) - 1:])
         doc.forwards += 1
