@@ -58,6 +58,10 @@ class GenerationParams:
     confidence_threshold: float = 0.005
     #: EOS ends the answer (ignored with a template: the template decides)
     stop_on_eos: bool = True
+    #: rule 'verified', structured outputs: cut a runaway repetition (an array item repeated,
+    #: a looping string) and close the value (``structured/loops.py``); False = exactly AR +
+    #: constrained decoding, which may run to the token budget and answer with the skeleton
+    loop_guard: bool = True
 
     def validate(self) -> None:
         if self.max_tokens <= 0:

@@ -41,7 +41,10 @@ Format (version 1)
                     keeps the agreeing prefix; ``embedded/smollm2-diffusion`` only), ``threshold`` (0 < t <= 1, for ``threshold``),
                     ``max_steps`` (forwards per block, >= 1), ``final_temperature`` (>= 0),
                     ``entropy_bound`` (> 0), ``stability_threshold`` (>= 0),
-                    ``confidence_threshold`` (> 0), ``stop_on_eos`` (bool).
+                    ``confidence_threshold`` (> 0), ``stop_on_eos`` (bool), ``loop_guard``
+                    (bool, default true; rule ``verified``, structured outputs: cut a runaway
+                    repetition such as an array item repeated until the token budget, and
+                    close the value; false keeps exactly AR + constrained decoding).
 
 ``models`` (optional mapping alias -> settings): names clients send as ``model``.
     ``description`` free text (shown by ``/v1/models``).

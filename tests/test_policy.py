@@ -258,6 +258,8 @@ def test_yaml_syntax_error_names_line():
     ("backends:\n  x: {kind: diffusion, model: 'diffusion_gemma:/ckpt', engine: {rule: verified}}\n",
      "backends.x.engine.rule: rule 'verified' needs a model that can also verify as AR "
      "(embedded/smollm2-diffusion); 'diffusion_gemma:/ckpt' cannot: use threshold, low_confidence or entropy_bound"),
+    ("backends:\n  x: {kind: diffusion, model: embedded/smollm2-diffusion, engine: {loop_guard: 'off'}}\n",
+     "backends.x.engine.loop_guard: expected true or false, got string 'off'"),
     ("backends:\n  x: {kind: ar, model: embedded/smol}\n",
      "backends.x.model: unknown embedded model 'embedded/smol' (did you mean 'embedded/smollm2'?); "
      "embedded models: embedded/smollm2, embedded/smollm2-diffusion"),

@@ -230,3 +230,14 @@ def test_a_draft_the_grammar_refuses_gives_way_to_the_next_source(tok):
     proposal, forced = propose(mask, prompt_lookup, emitted, 4, own=OutputLookup(emitted))
     assert tok.decode(proposal).startswith(" ") and forced == 0
     assert mask.try_consume_all(proposal)  # grammar-valid, and the matcher was rolled back before
+
+
+def test_loop_guard_false_in_the_params_keeps_exact_ar_decoding(denoiser, tok):
+    """``engine: {loop_guard: false}`` in a policy reaches the decoder as GenerationParams.loop_guard."""
+    gen = StructuredGenerator(DiffusionEngine(denoiser), tok)
+    prompt = tok.encode("Alice is 31 and ok. Reply with JSON:", add_special_tokens=False)
+    guarded = gen.generate(prompt, TAGS, GenerationParams(max_tokens=48, rule="verified"))
+    exact = gen.generate(prompt, TAGS, GenerationParams(max_tokens=48, rule="verified", loop_guard=False))
+    assert guarded.stats["verified"]["loop_cuts"] == ["repeated array item"]
+    assert exact.stats["verified"]["loop_cuts"] == [] and exact.stats["verified"]["source"] == "ar"
+    assert exact.text == tok.decode(reference(denoiser, tok, prompt, TAGS, 48), skip_special_tokens=True)

@@ -105,7 +105,7 @@ class StructuredGenerator:
     """Schema-constrained generation with the diffusion engine (one canvas, all slots jointly)."""
 
     def __init__(self, engine: Any, tokenizer: Any, *, options: CompileOptions = DEFAULT_OPTIONS,
-                 max_refill_rounds: int = 2, skeleton_draft: bool = False, loop_guard: bool = True) -> None:
+                 max_refill_rounds: int = 2, skeleton_draft: bool = False) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.options = options
@@ -115,8 +115,6 @@ class StructuredGenerator:
         #: Off by default: with the step-1300 adapter the draft costs more than the forwards it
         #: saves (extraction, 44 AR-finished tasks: 2.93 s with it, 2.39 s without; BENCHMARKS.md)
         self.skeleton_draft = skeleton_draft
-        #: rule 'verified': cut runaway repetitions of array items and strings (``loops.py``)
-        self.loop_guard = loop_guard
         d = engine.denoiser
         self.vocab_size = int(d.vocab_size)
         self.pad_id = choose_terminator(tokenizer, pad_token_id=d.pad_token_id,
@@ -169,7 +167,7 @@ class StructuredGenerator:
             doc = verified_constrained(
                 self.engine.denoiser, self.tokenizer, list(prompt_ids), schema, drafts, max_tokens=budget,
                 draft_len=min(params.block_size or 8, 16), temperature=params.temperature, top_p=params.top_p,
-                generator=generator, loop_guard=self.loop_guard)
+                generator=generator, loop_guard=getattr(params, "loop_guard", True))
         except (StructuredOutputError, UnsupportedSchemaError) as exc:  # e.g. llguidance cannot compile it
             doc = VerifiedDocument(token_ids=[], complete=False, stats={"error": str(exc)})
         text = self.tokenizer.decode(doc.token_ids, skip_special_tokens=True)
