@@ -28,18 +28,22 @@ class DraftLookup:
 
     def propose(self, emitted: Sequence[int], k: int) -> list[int]:
         """Up to ``k`` tokens that followed the longest matching tail of ``emitted``."""
+        return self.match(emitted, k)[1]
+
+    def match(self, emitted: Sequence[int], k: int) -> tuple[int, list[int]]:
+        """:meth:`propose` with the length of the matched tail (0: no match)."""
         if k <= 0 or not self.sources:
-            return []
+            return 0, []
         if not emitted:
-            return self.sources[0][:k] if self.lead_with_first else []
+            return 0, (self.sources[0][:k] if self.lead_with_first else [])
         for n in range(min(self.max_ngram, len(emitted)), self.min_ngram - 1, -1):
             tail = list(emitted[-n:])
             for s, src in enumerate(self.sources):
                 at = self._find(src, tail, self.cursors[s])
                 if at is not None and at + n < len(src):
                     self.cursors[s] = at + n
-                    return src[at + n : at + n + k]
-        return []
+                    return n, src[at + n : at + n + k]
+        return 0, []
 
     @staticmethod
     def _find(src: list[int], tail: list[int], start: int) -> int | None:
@@ -109,10 +113,14 @@ class OutputLookup:
     def propose(self, context: Sequence[int], k: int) -> list[int]:
         """Up to ``k`` tokens that followed the latest earlier occurrence of ``context``'s tail
         in the emitted tokens (``context``: the emitted tokens plus any draft so far)."""
+        return self.match(context, k)[1]
+
+    def match(self, context: Sequence[int], k: int) -> tuple[int, list[int]]:
+        """:meth:`propose` with the length of the matched tail (0: no match)."""
         src = self.emitted
         for n in range(min(self.max_ngram, len(context)), 0, -1):
             tail = list(context[-n:])
             for i in range(len(src) - n - 1, -1, -1):  # latest first; never the tail itself
                 if src[i : i + n] == tail:
-                    return src[i + n : i + n + (k if n == self.max_ngram else min(k, n))]
-        return []
+                    return n, src[i + n : i + n + (k if n == self.max_ngram else min(k, n))]
+        return 0, []

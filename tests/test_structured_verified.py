@@ -241,3 +241,22 @@ def test_loop_guard_false_in_the_params_keeps_exact_ar_decoding(denoiser, tok):
     assert guarded.stats["verified"]["loop_cuts"] == ["repeated array item"]
     assert exact.stats["verified"]["loop_cuts"] == [] and exact.stats["verified"]["source"] == "ar"
     assert exact.text == tok.decode(reference(denoiser, tok, prompt, TAGS, 48), skip_special_tokens=True)
+
+
+def test_a_document_repeating_itself_is_drafted_from_itself_before_the_prompt(tok):
+    """``1.1.1.1.`` matches the document's own ``. 1 .`` (3 tokens), the prompt's ``14.4`` only on
+    ``.``: the longer match goes first."""
+    from diffusion_engine.lookup import OutputLookup
+    from diffusion_engine.structured.verified import propose
+
+    schema = {"type": "object", "properties": {"v": {"type": "string"}}, "required": ["v"],
+              "additionalProperties": False}
+    mask = JsonSchemaLogitsMask(tok, schema)
+    emitted = tok.encode('{"v": "1.1.1.1.', add_special_tokens=False)
+    for t in emitted:
+        mask.consume(t)
+    prompt = tok.encode("Notely 14.4 on a Mac", add_special_tokens=False)
+    alone, _ = propose(mask, DraftLookup([prompt]), emitted, 3)
+    assert tok.decode(alone).startswith("4")
+    both, _ = propose(mask, DraftLookup([prompt]), emitted, 3, own=OutputLookup(emitted))
+    assert tok.decode(both) == "1.1"

@@ -25,7 +25,7 @@ document, which is always valid.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -99,12 +99,14 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
     structure and values alike; ``ends`` guesses where a looked-up string value closes.
     Looked-up sources are asked in order -- the prompt's tokens (``lookup``), the prompt's
     text (``copied``), the document so far (``own``) -- and the first one the grammar accepts
-    (at least one token) is taken. The matcher is walked along the proposal and rolled back.
+    (at least one token) is taken. The document goes first where its tail matches longer
+    (>= 2 tokens) than the prompt's: a document repeating itself (``1.1.1.1``) is better
+    predicted by itself than by the prompt's one ``.``. The matcher is walked along the
+    proposal and rolled back.
     """
     proposal: list[int] = []
     forced = consumed = 0
     matcher = mask.matcher
-    sources = [s for s in (lookup, copied, own) if s is not None]
     while len(proposal) < k and not matcher.is_stopped():
         room = k - len(proposal)
         ff = [int(t) for t in matcher.compute_ff_tokens()][:room]
@@ -113,8 +115,7 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
             forced += took
         else:
             took = 0
-            for source in sources:
-                guess = source.propose(emitted + proposal, room)
+            for guess in _lookups(emitted + proposal, room, lookup, copied, own):
                 if not guess:
                     continue
                 closed = ends.close(matcher, guess[: room - 1]) if ends is not None else None
@@ -130,6 +131,21 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
         proposal += (ff or guess)[:took]
     matcher.rollback(consumed)
     return proposal, forced
+
+
+def _lookups(context: list[int], k: int, lookup: DraftLookup, copied: CopiedValues | None,
+             own: OutputLookup | None) -> Iterator[list[int]]:
+    """The looked-up continuations of ``context`` in the order :func:`propose` tries them."""
+    n_prompt, from_prompt = lookup.match(context, k)
+    n_own, from_own = own.match(context, k) if own is not None else (0, [])
+    own_first = n_own >= 2 and n_own > n_prompt
+    if own_first:
+        yield from_own
+    yield from_prompt
+    if copied is not None:
+        yield copied.propose(context, k)
+    if not own_first:
+        yield from_own
 
 
 class CheckLogits:
