@@ -105,10 +105,10 @@ class OutputLookup:
     proposes at most ``n`` tokens, and a full ``max_ngram`` tail up to ``k``.
     """
 
-    def __init__(self, emitted: list[int], *, max_ngram: int = 3) -> None:
+    def __init__(self, emitted: list[int], *, max_ngram: int = 3, min_ngram: int = 1) -> None:
         #: the committed tokens (the caller's list, read as it grows); proposals come from here only
         self.emitted = emitted
-        self.max_ngram = max_ngram
+        self.max_ngram, self.min_ngram = max_ngram, min_ngram
 
     def propose(self, context: Sequence[int], k: int) -> list[int]:
         """Up to ``k`` tokens that followed the latest earlier occurrence of ``context``'s tail
@@ -118,7 +118,7 @@ class OutputLookup:
     def match(self, context: Sequence[int], k: int) -> tuple[int, list[int]]:
         """:meth:`propose` with the length of the matched tail (0: no match)."""
         src = self.emitted
-        for n in range(min(self.max_ngram, len(context)), 0, -1):
+        for n in range(min(self.max_ngram, len(context)), self.min_ngram - 1, -1):
             tail = list(context[-n:])
             for i in range(len(src) - n - 1, -1, -1):  # latest first; never the tail itself
                 if src[i : i + n] == tail:

@@ -2,10 +2,12 @@
 
 Each round (two forwards of one resident model):
 
-1. **draft**: when the last emitted tokens occur in the prompt, what followed them there
-   (prompt lookup: free, and right for edits and code changes); otherwise (adapter on)
-   commit the tokens emitted since the last draft and denoise an all-mask canvas of
-   ``block_size`` positions after them, and take the canvas argmax;
+1. **draft**: when the last emitted tokens occur in the prompt or earlier in the answer,
+   what followed them there (lookup: free, and right for edits, code changes and
+   repeated structure); otherwise, while the adapter's drafts pay for their forward
+   (:class:`DrafterGate`), commit the tokens emitted since the last draft (adapter on) and
+   denoise an all-mask canvas of ``block_size`` positions after them, and take the canvas
+   argmax; else no draft (the round is a plain AR step);
 2. **verify** (adapter off, i.e. the AR model): one causal forward over
    ``[last emitted token, d_1 .. d_k]`` gives the AR choice ``a_i`` at every draft
    position (argmax at temperature 0, else a sample with the request's generator);
@@ -15,8 +17,10 @@ Each round (two forwards of one resident model):
 Every emitted token is the AR model's own choice given the emitted prefix, so greedy
 output is AR greedy output token for token (up to float ties) and sampled output is a
 sample of the AR distribution; the draft only decides how many tokens one verify
-forward yields. It pays off when more than about two tokens per round are accepted
-(two forwards per round against one per token for plain AR; see BENCHMARKS.md).
+forward yields. An adapter round (a drafter and a verify forward over the canvas) costs
+about four AR steps in float32 on a 2-core CPU, so it pays only when drafts are kept
+several tokens deep; the gate stops drafting with the adapter when they are not, so the
+rule is never much slower than AR (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from .lookup import DraftLookup
+from .lookup import DraftLookup, OutputLookup
 from .sampling import sample_tokens, scale_logits
 
 
@@ -53,12 +57,39 @@ class Round:
     forwards: int  # model forwards spent (draft + verify; a prompt lookup costs none)
 
 
+class DrafterGate:
+    """Whether the adapter's draft is worth its forward, from how deep recent drafts were kept.
+
+    An adapter round costs a drafter forward plus a verify forward over the whole canvas
+    (16 positions, float32, 2 threads: ~110 + ~115 ms against ~50 ms for one AR step), so
+    it pays when about ``min_kept`` draft tokens are kept. Below that (a running mean over
+    adapter rounds, starting at the first round), rounds go without the adapter -- lookups
+    or a plain AR step -- and every ``probe_every`` emitted tokens one adapter round checks
+    whether the text has become easy to draft.
+    """
+
+    def __init__(self, min_kept: float = 3.0, probe_every: int = 64, weight: float = 0.5) -> None:
+        self.min_kept, self.probe_every, self.weight = min_kept, probe_every, weight
+        self.mean: float | None = None  # None: no adapter round yet, so draft
+        self.last_round_at = 0
+
+    def wanted(self, emitted: int) -> bool:
+        return (self.mean is None or self.mean >= self.min_kept
+                or emitted - self.last_round_at >= self.probe_every)
+
+    def record(self, kept: int, emitted: int) -> None:
+        """An adapter round whose draft was kept ``kept`` tokens deep, at ``emitted`` tokens."""
+        self.mean = kept if self.mean is None else self.weight * kept + (1 - self.weight) * self.mean
+        self.last_round_at = emitted
+
+
 class VerifiedDrafting:
     """Per-request state of the ``verified`` rule (the engine calls :meth:`round`)."""
 
     monotone = True
 
-    def __init__(self, denoiser: DraftVerifier, prompt_ids: torch.Tensor, draft_len: int) -> None:
+    def __init__(self, denoiser: DraftVerifier, prompt_ids: torch.Tensor, draft_len: int,
+                 gate: DrafterGate | None = None) -> None:
         if not isinstance(denoiser, DraftVerifier):
             raise ValueError(
                 f"rule 'verified' needs a denoiser that can also verify as an AR model; "
@@ -74,23 +105,27 @@ class VerifiedDrafting:
         self.in_drafter = 0  # emitted tokens already committed to the drafter's cache
         self.lookup = DraftLookup([torch.as_tensor(prompt_ids).tolist()], min_ngram=2)
         self.banned = getattr(denoiser, "mask_token_id", None)
+        #: when the adapter drafts (``DrafterGate(min_kept=0)``: every round a lookup does not cover)
+        self.gate = DrafterGate() if gate is None else gate
 
     def round(self, run: Any, room: int) -> Round:
         """One round for ``run`` (a GenerationRun) that emits at most ``room`` tokens."""
         d, params = self.denoiser, run.params
         k = max(0, min(self.draft_len, room - 1))
-        # text that copies the prompt (edits, code changes) is proposed from the prompt for free;
-        # otherwise the adapter drafts the canvas
+        # text that copies the prompt (edits, code changes) or repeats the answer is proposed
+        # for free; otherwise the adapter drafts the canvas, while its drafts pay
         draft: list[int] = self.lookup.propose(run.tokens, k) if k else []
-        forwards = 0
         if k and not draft:
+            draft = OutputLookup(run.tokens, min_ngram=2).propose(run.tokens, k)
+        forwards, adapter = 0, False
+        if k and not draft and self.gate.wanted(len(run.tokens)):
             pending = torch.tensor(run.tokens[self.in_drafter :], dtype=torch.long)
             logits, run.cache = d.draft_logits(run.cache, pending, k)
             self.in_drafter = len(run.tokens)
             if self.banned is not None:
                 logits[:, self.banned] = float("-inf")
             draft = logits.argmax(-1).tolist()
-            forwards += 1
+            forwards, adapter = 1, True
         k = len(draft)  # a lookup near the end of the prompt proposes fewer than asked
         verify = d.verify_logits(self.verifier, torch.tensor([self.last, *draft], dtype=torch.long))
         forwards += 1
@@ -100,6 +135,8 @@ class VerifiedDrafting:
         # keep the verifier's K/V of [last, d_1 .. d_n]; its own token a_{n+1} is held back
         d.verifier_rollback(self.verifier, k - n)
         self.last = choices[n]
+        if adapter:
+            self.gate.record(n, len(run.tokens))
         return Round(tokens=[*draft[:n], choices[n]], drafted=k, accepted=n, forwards=forwards)
 
 

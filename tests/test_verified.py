@@ -56,8 +56,49 @@ def test_stats_count_rounds_and_accepted_drafts():
     d = tiny_denoiser(3, 0.0)  # adapter = base: the first draft position always agrees
     out = DiffusionEngine(d).generate([7, 8, 9], GenerationParams(max_tokens=16, rule="verified", stop_on_eos=False))
     s = out.stats
-    assert s.draft_accepted >= s.blocks - 1  # every drafting round keeps at least d_1
+    assert s.draft_accepted >= 1  # the first round drafts with the adapter and keeps at least d_1
     assert len(out.token_ids) == 16 == s.draft_accepted + s.blocks  # kept drafts + one AR token per round
+
+
+def test_the_gate_stops_adapter_drafts_that_do_not_pay_and_probes_again():
+    from diffusion_engine.verified import DrafterGate
+
+    gate = DrafterGate(min_kept=3.0, probe_every=64)
+    assert gate.wanted(0)  # no adapter round yet: try it
+    gate.record(0, emitted=1)
+    assert not gate.wanted(2) and not gate.wanted(64)
+    assert gate.wanted(65)  # a probe, 64 tokens after the last adapter round
+    gate.record(8, emitted=65)  # an easy stretch: mean 4 >= 3
+    assert gate.wanted(66)
+    always = DrafterGate(min_kept=0.0)
+    always.record(0, emitted=1)
+    assert always.wanted(2)
+
+
+@pytest.mark.parametrize("min_kept", [3.0, 0.0])
+def test_bad_drafts_cost_one_drafter_forward_not_one_per_round(min_kept):
+    """A random adapter's drafts are rarely kept: after its first round the gate closes and
+    the rounds a lookup does not cover are single AR forwards (``min_kept=0``: the adapter
+    drafts each of them). The output is AR greedy either way."""
+    from diffusion_engine.verified import DrafterGate
+
+    d = tiny_denoiser(2, 0.5)
+    prompt = [7, 8, 9, 10, 11]
+    engine = DiffusionEngine(d)
+    run = engine.start(prompt, GenerationParams(max_tokens=40, rule="verified", stop_on_eos=False))
+    run.rule.gate = gate = DrafterGate(min_kept=min_kept)
+    adapter_rounds = []
+    record = gate.record
+    gate.record = lambda kept, emitted: (adapter_rounds.append(kept), record(kept, emitted))
+    while not run.finished:
+        engine.step([run])
+    out = run.result()
+    assert out.token_ids == ar_greedy(d, prompt, 40, stop=None)
+    assert out.stats.steps - out.stats.blocks == len(adapter_rounds)  # one drafter forward per adapter round
+    if min_kept:
+        assert len(adapter_rounds) == 1 and adapter_rounds[0] < min_kept
+    else:
+        assert len(adapter_rounds) >= 2
 
 
 def test_eos_ends_the_answer_like_ar():
