@@ -1,6 +1,6 @@
 """The ``verified`` acceptance rule: the diffusion adapter drafts, the AR model decides.
 
-Each round (two forwards of one resident model):
+Each round (one or two forwards of one resident model):
 
 1. **draft**: when the last emitted tokens occur in the prompt or earlier in the answer,
    what followed them there (lookup: free, and right for edits, code changes and
