@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffusion_engine.structured.loops import find_loop, open_string
+from diffusion_engine.structured.loops import find_loop, open_string, open_value
 
 
 def cut_text(text: str, **kwargs) -> str | None:
@@ -129,3 +129,11 @@ def test_open_string_is_the_text_of_the_string_being_written():
     assert open_string('{"a": "Tom') == "Tom"
     assert open_string('{"a": "x \\" y') == 'x \\" y'  # an escaped quote does not close it
     assert open_string('{"a": "Tom", "b": ') is None and open_string("") is None
+
+
+def test_open_value_is_the_string_or_number_being_written():
+    assert open_value('{"a": "Tom') == "Tom"
+    assert open_value('{"total": 41') == "41" and open_value('{"xs": [1, -2.5') == "-2.5"
+    assert open_value('{"a": "x", "n": ') is None  # nothing written yet
+    assert open_value('{"n": 41, ') is None and open_value('{"n": 41}') is None
+    assert open_value('{"a": "room 41') == "room 41"  # digits inside a string are the string

@@ -157,6 +157,8 @@ def test_text_lookup_continues_a_copied_value_from_its_first_characters(tok):
     inside = tok.encode('{"name": "To', add_special_tokens=False)
     assert tok.decode(copied.propose(inside, 3)).startswith("mas Reyes")
     assert copied.propose(tok.encode('{"name": "To"', add_special_tokens=False), 3) == []  # not in a string
+    total = CopiedValues(tok, ["Invoice 2024-0187. Total due: $412.50 (USD)."])
+    assert tok.decode(total.propose(tok.encode('{"total": 4', add_special_tokens=False), 5)).startswith("12.50")
 
 
 def test_a_repetition_the_schema_will_not_let_us_cut_is_given_up(tok):

@@ -22,6 +22,7 @@ or ``minLength`` may forbid the cut; then it is skipped). Pure text in, plain da
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Collection, Iterator
@@ -159,3 +160,17 @@ def open_string(text: str) -> str | None:
     for _ in scan:
         pass
     return text[scan.open_at + 1:] if scan.open_at is not None else None
+
+
+_OPEN_NUMBER = re.compile(r"[:\[,]\s*(-?[0-9][0-9.eE+-]*)$")
+
+
+def open_value(text: str) -> str | None:
+    """The text written so far of the string or number still open at the end of ``text``
+    (a JSON prefix), or None. A number is open when the text ends in its digits right after
+    ``:``, ``[`` or ``,`` (outside a string, since no string is open)."""
+    written = open_string(text)
+    if written is not None:
+        return written
+    number = _OPEN_NUMBER.search(text)
+    return number.group(1) if number else None

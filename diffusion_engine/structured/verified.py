@@ -32,7 +32,7 @@ import torch
 from ..lookup import DraftLookup, OutputLookup, TextLookup
 from ..sampling import sample_tokens, scale_logits
 from .ar_constraint import JsonSchemaLogitsMask, per_tokenizer
-from .loops import find_loop, open_string
+from .loops import find_loop, open_value
 
 
 class ValueEnds:
@@ -76,16 +76,16 @@ def value_ends(tokenizer: Any) -> ValueEnds:
 
 
 class CopiedValues:
-    """Text lookup (:class:`~diffusion_engine.lookup.TextLookup`) of the string value being
-    written: proposes the rest of a copied value from its first characters, where token
-    lookup fails (``"T`` + ``omas`` inside JSON, `` Tomas`` in the prompt)."""
+    """Text lookup (:class:`~diffusion_engine.lookup.TextLookup`) of the string or number value
+    being written: proposes the rest of a copied value from its first characters, where token
+    lookup fails (``"T`` + ``omas`` inside JSON, `` Tomas`` in the prompt; ``4`` of ``$412.50``)."""
 
     def __init__(self, tokenizer: Any, sources: Sequence[str]) -> None:
         self.tokenizer = tokenizer
         self.lookup = TextLookup(sources, tokenizer)
 
     def propose(self, tokens: list[int], k: int) -> list[int]:
-        written = open_string(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        written = open_value(self.tokenizer.decode(tokens, skip_special_tokens=True))
         return self.lookup.propose(written, k) if written else []
 
 
@@ -101,8 +101,9 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
     text (``copied``), the document so far (``own``) -- and the first one the grammar accepts
     (at least one token) is taken. The document goes first where its tail matches longer
     (>= 2 tokens) than the prompt's: a document repeating itself (``1.1.1.1``) is better
-    predicted by itself than by the prompt's one ``.``. The matcher is walked along the
-    proposal and rolled back.
+    predicted by itself than by the prompt's one ``.``; the text of the value being written
+    goes before a 1-token prompt match (``4`` alone says little; ``$412`` at a word start
+    does). The matcher is walked along the proposal and rolled back.
     """
     proposal: list[int] = []
     forced = consumed = 0
@@ -139,10 +140,13 @@ def _lookups(context: list[int], k: int, lookup: DraftLookup, copied: CopiedValu
     n_prompt, from_prompt = lookup.match(context, k)
     n_own, from_own = own.match(context, k) if own is not None else (0, [])
     own_first = n_own >= 2 and n_own > n_prompt
+    text_first = n_prompt <= 1 and copied is not None
     if own_first:
         yield from_own
+    if text_first:
+        yield copied.propose(context, k)
     yield from_prompt
-    if copied is not None:
+    if copied is not None and not text_first:
         yield copied.propose(context, k)
     if not own_first:
         yield from_own
