@@ -262,3 +262,22 @@ def test_a_document_repeating_itself_is_drafted_from_itself_before_the_prompt(to
     assert tok.decode(alone).startswith("4")
     both, _ = propose(mask, DraftLookup([prompt]), emitted, 3, own=OutputLookup(emitted))
     assert tok.decode(both) == "1.1"
+
+
+def test_a_value_after_the_first_key_is_opened_in_the_same_proposal(tok):
+    """Nothing to look up at ``{"name":`` yet: ``ValueStarts`` proposes the `` "`` of a string
+    (the grammar cannot force it: `` "Al`` could be one token), and the `` `` of a number where
+    the grammar refuses the quote."""
+    from diffusion_engine.structured.verified import propose, value_starts
+
+    starts = value_starts(tok)
+    mask = JsonSchemaLogitsMask(tok, PERSON)
+    emitted = tok.encode('{"name":', add_special_tokens=False)
+    for t in emitted:
+        mask.consume(t)
+    assert propose(mask, DraftLookup([]), emitted, 4)[0] == []
+    assert tok.decode(propose(mask, DraftLookup([]), emitted, 4, starts=starts)[0]) == ' "'
+    quote, space = starts.starts
+    assert tok.decode([quote]) == ' "' and tok.decode([space]) == " "
+    assert starts.candidates(tok.encode('{"age":', add_special_tokens=False)) == [[quote], [space]]
+    assert starts.candidates(tok.encode('{"age": 4', add_special_tokens=False)) == []  # not after a colon

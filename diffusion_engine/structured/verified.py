@@ -4,8 +4,9 @@ drafts let one AR forward keep several of them.
 The ``verified`` rule applied to JSON. Draft sources: the grammar's forced tokens (keys,
 punctuation: llguidance's fast-forward), the prompt (token n-gram lookup, and text lookup
 of the string value being written, :class:`CopiedValues`), the document itself (its own
-structure and repeated records, :class:`~diffusion_engine.lookup.OutputLookup`), and
-optionally the skeleton's one-forward diffusion document. Each round:
+structure and repeated records, :class:`~diffusion_engine.lookup.OutputLookup`), how a
+value opens after a colon (:class:`ValueStarts`), and optionally the skeleton's one-forward
+diffusion document. Each round:
 
 1. propose up to ``draft_len`` grammar-valid tokens (:func:`propose`): forced tokens
    alternating with looked-up continuations, a copied string closed at its first
@@ -70,6 +71,26 @@ class ValueEnds:
         return None
 
 
+class ValueStarts:
+    """How a value usually starts after a key's colon: `` "`` (a string) or `` `` (a number, a
+    literal), whichever the grammar accepts. The first key of a document has no earlier key
+    for :class:`~diffusion_engine.lookup.OutputLookup` to copy this from; a proposal that ends
+    at ``"name":`` would otherwise leave the value's opening quote to the next round."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.colon = frozenset(i for i in range(len(tokenizer)) if tokenizer.decode([i]).endswith(":"))
+        self.starts = [ids[0] for ids in (tokenizer.encode(s, add_special_tokens=False) for s in (' "', " "))
+                       if len(ids) == 1]
+
+    def candidates(self, context: list[int]) -> list[list[int]]:
+        return [[t] for t in self.starts] if context and context[-1] in self.colon else []
+
+
+def value_starts(tokenizer: Any) -> ValueStarts:
+    """``ValueStarts`` for ``tokenizer`` (built once: it decodes the vocabulary)."""
+    return per_tokenizer("value_starts", tokenizer, ValueStarts)
+
+
 def value_ends(tokenizer: Any) -> ValueEnds:
     """``ValueEnds`` for ``tokenizer`` (built once: it decodes the vocabulary)."""
     return per_tokenizer("value_ends", tokenizer, ValueEnds)
@@ -91,14 +112,15 @@ class CopiedValues:
 
 def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int], k: int,
             ends: ValueEnds | None = None, copied: CopiedValues | None = None,
-            own: OutputLookup | None = None) -> tuple[list[int], int]:
+            own: OutputLookup | None = None, starts: ValueStarts | None = None) -> tuple[list[int], int]:
     """Up to ``k`` grammar-valid draft tokens and how many of them the grammar forces.
 
     Forced tokens and looked-up continuations alternate: after a looked-up value the
     grammar usually forces the next key (``", "age": ``), so one proposal runs through
     structure and values alike; ``ends`` guesses where a looked-up string value closes.
     Looked-up sources are asked in order -- the prompt's tokens (``lookup``), the prompt's
-    text (``copied``), the document so far (``own``) -- and the first one the grammar accepts
+    text (``copied``), the document so far (``own``), how values start after a colon
+    (``starts``) -- and the first one the grammar accepts
     (at least one token) is taken. The document goes first where its tail matches longer
     (>= 2 tokens) than the prompt's: a document repeating itself (``1.1.1.1``) is better
     predicted by itself than by the prompt's one ``.``; the text of the value being written
@@ -116,7 +138,7 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
             forced += took
         else:
             took = 0
-            for guess in _lookups(emitted + proposal, room, lookup, copied, own):
+            for guess in _lookups(emitted + proposal, room, lookup, copied, own, starts):
                 if not guess:
                     continue
                 closed = ends.close(matcher, guess[: room - 1]) if ends is not None else None
@@ -135,7 +157,7 @@ def propose(mask: JsonSchemaLogitsMask, lookup: DraftLookup, emitted: list[int],
 
 
 def _lookups(context: list[int], k: int, lookup: DraftLookup, copied: CopiedValues | None,
-             own: OutputLookup | None) -> Iterator[list[int]]:
+             own: OutputLookup | None, starts: ValueStarts | None = None) -> Iterator[list[int]]:
     """The looked-up continuations of ``context`` in the order :func:`propose` tries them."""
     n_prompt, from_prompt = lookup.match(context, k)
     n_own, from_own = own.match(context, k) if own is not None else (0, [])
@@ -150,6 +172,8 @@ def _lookups(context: list[int], k: int, lookup: DraftLookup, copied: CopiedValu
         yield copied.propose(context, k)
     if not own_first:
         yield from_own
+    if starts is not None:
+        yield from starts.candidates(context)
 
 
 class CheckLogits:
@@ -264,8 +288,9 @@ def verified_constrained(
     doc = VerifiedDocument(token_ids=[], complete=False)
     out = doc.token_ids
     own = OutputLookup(out) if own_lookup else None
+    starts = value_starts(tokenizer)
     while len(out) < max_tokens:
-        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), ends, copied, own)
+        proposal, forced = propose(mask, lookup, out, min(draft_len, max_tokens - len(out) - 1), ends, copied, own, starts)
         hidden = verifier.verify_hidden(cache, torch.tensor([*pending, *proposal], dtype=torch.long))
         logits = CheckLogits(verifier, hidden[len(pending) - 1:])
         doc.forwards += 1
