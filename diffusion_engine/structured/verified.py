@@ -83,6 +83,7 @@ class ValueStarts:
                        if len(ids) == 1]
 
     def candidates(self, context: list[int]) -> list[list[int]]:
+        """One-token openings to try, in order, when ``context`` ends with a colon."""
         return [[t] for t in self.starts] if context and context[-1] in self.colon else []
 
 
@@ -161,15 +162,18 @@ def _lookups(context: list[int], k: int, lookup: DraftLookup, copied: CopiedValu
     """The looked-up continuations of ``context`` in the order :func:`propose` tries them."""
     n_prompt, from_prompt = lookup.match(context, k)
     n_own, from_own = own.match(context, k) if own is not None else (0, [])
+    def from_text() -> list[int]:  # lazily: it decodes the document
+        return copied.propose(context, k) if copied is not None else []
+
     own_first = n_own >= 2 and n_own > n_prompt
-    text_first = n_prompt <= 1 and copied is not None
+    text_first = n_prompt <= 1
     if own_first:
         yield from_own
     if text_first:
-        yield copied.propose(context, k)
+        yield from_text()
     yield from_prompt
-    if copied is not None and not text_first:
-        yield copied.propose(context, k)
+    if not text_first:
+        yield from_text()
     if not own_first:
         yield from_own
     if starts is not None:
