@@ -10,7 +10,6 @@ structured requests: always schema-valid, or an error that says why (cap hit mid
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,28 +18,11 @@ from jsonschema import Draft202012Validator
 
 from .errors import OutputTruncatedError, StructuredOutputError, UnsupportedSchemaError
 from .render import FORMAT_CHECKER
+from .vocab import per_tokenizer
 
 #: compact JSON: no free whitespace, so a weak model cannot stall in an endless run of spaces
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 JSON_OBJECT_SCHEMA: dict = {"type": "object"}
-
-_per_tokenizer_lock = threading.Lock()
-_per_tokenizer: dict[tuple[str, int], tuple[Any, Any]] = {}
-
-
-def per_tokenizer(name: str, tokenizer: Any, build: Callable[[Any], Any]) -> Any:
-    """``build(tokenizer)``, computed once per tokenizer object and ``name`` (a tokenizer is
-    not hashable; its ``id()`` is checked against the object itself, since ids are reused)."""
-    key = (name, id(tokenizer))
-    with _per_tokenizer_lock:
-        hit = _per_tokenizer.get(key)
-        if hit is not None and hit[0] is tokenizer:
-            return hit[1]
-    value = build(tokenizer)
-    with _per_tokenizer_lock:
-        _per_tokenizer[key] = (tokenizer, value)
-    return value
-
 
 def ll_tokenizer(tokenizer: Any) -> Any:
     """llguidance view of an HF fast tokenizer (≈0.6 s to build; cached per tokenizer object)."""

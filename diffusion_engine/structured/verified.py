@@ -32,7 +32,8 @@ import torch
 
 from ..lookup import DraftLookup, OutputLookup, TextLookup
 from ..sampling import sample_tokens, scale_logits
-from .ar_constraint import JsonSchemaLogitsMask, per_tokenizer
+from .ar_constraint import JsonSchemaLogitsMask
+from .vocab import per_tokenizer, token_texts
 from .loops import find_loop, open_value
 
 
@@ -48,7 +49,7 @@ class ValueEnds:
     BOUNDARY = set(",.;:()!?")
 
     def __init__(self, tokenizer: Any) -> None:
-        pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        pieces = token_texts(tokenizer)
         self.boundary = frozenset(i for i, p in enumerate(pieces)
                                   if p.lstrip()[:1] in self.BOUNDARY or "\n" in p)
         closers = ('",', '"}', '"]', '"')
@@ -78,7 +79,7 @@ class ValueStarts:
     at ``"name":`` would otherwise leave the value's opening quote to the next round."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self.colon = frozenset(i for i in range(len(tokenizer)) if tokenizer.decode([i]).endswith(":"))
+        self.colon = frozenset(i for i, piece in enumerate(token_texts(tokenizer)) if piece.endswith(":"))
         self.starts = [ids[0] for ids in (tokenizer.encode(s, add_special_tokens=False) for s in (' "', " "))
                        if len(ids) == 1]
 
