@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .loading import MODEL_LOAD_LOCK
+
 log = logging.getLogger(__name__)
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -87,27 +89,28 @@ def load_smollm2(dtype: torch.dtype | None = None):
     with _lock:
         if key in _loaded:
             return _loaded[key]
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        dense = dense_cache_dir()
-        if (dense / "model.safetensors").exists():
-            log.info("loading SmolLM2 from dense cache %s", dense)
-            model = AutoModelForCausalLM.from_pretrained(dense, dtype=dtype)
-            tokenizer = AutoTokenizer.from_pretrained(dense)
-        else:
-            path = gguf_path()
-            log.info("dequantising %s (first run only, ~15 s)", path.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                path.parent, gguf_file=path.name, dtype=torch.float32
-            )
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            _save_dense(model, tokenizer, dense)
-            model = model.to(dtype)
+        with MODEL_LOAD_LOCK:  # never beside another model load (``loading.py``)
+            model, tokenizer = _load_dense_or_gguf(dense_cache_dir(), dtype)
         model.eval()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         _loaded[key] = (model, tokenizer)
         return model, tokenizer
+
+
+def _load_dense_or_gguf(dense: Path, dtype: torch.dtype):
+    """SmolLM2 from the dense cache, or dequantised from the GGUF (which fills the cache)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (dense / "model.safetensors").exists():
+        log.info("loading SmolLM2 from dense cache %s", dense)
+        return AutoModelForCausalLM.from_pretrained(dense, dtype=dtype), AutoTokenizer.from_pretrained(dense)
+    path = gguf_path()
+    log.info("dequantising %s (first run only, ~15 s)", path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    _save_dense(model, tokenizer, dense)
+    return model.to(dtype), tokenizer
 
 
 def _save_dense(model, tokenizer, dense: Path) -> None:

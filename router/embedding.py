@@ -108,7 +108,10 @@ class SentenceEmbedder:
             path = self._path or model_dir()
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             tokenizer.model_max_length = 1 << 30  # we truncate ourselves (head + tail)
-            model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            from diffusion_engine.loading import MODEL_LOAD_LOCK
+
+            with MODEL_LOAD_LOCK:  # never beside another model load (diffusion_engine/loading.py)
+                model = AutoModel.from_pretrained(str(path), local_files_only=True)
             # mean pooling makes the [CLS] pooler unused; dropping it saves a matmul per call
             if getattr(model, "pooler", None) is not None:
                 model.pooler = None

@@ -65,7 +65,9 @@ def test_structured_request_is_schema_valid(embedded_gateway):
     value = json.loads(completion.choices[0].message.content)
     jsonschema.validate(value, SCHEMA)
     verified = completion.usage.model_extra["tandem"]["structured"]["verified"]
-    assert verified["source"] in ("ar", "skeleton") and verified["forwards"] >= 1
+    # the AR document, not the skeleton fallback: a model broken at load (a random lm_head, see
+    # diffusion_engine/loading.py) still gives a valid skeleton, so validity alone cannot tell
+    assert verified["source"] == "ar" and verified["forwards"] >= 1
 
 
 def test_diffusion_joint_alias_denoises_the_schema_skeleton(embedded_gateway):

@@ -27,6 +27,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..loading import MODEL_LOAD_LOCK
+
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
@@ -93,7 +95,8 @@ class DiffusionGemmaDenoiser:
     def from_pretrained(cls, path: str, *, dtype: torch.dtype = torch.bfloat16, device: str = "cpu"):
         from transformers import DiffusionGemmaForBlockDiffusion
 
-        model = DiffusionGemmaForBlockDiffusion.from_pretrained(path, dtype=dtype).to(device)
+        with MODEL_LOAD_LOCK:  # never beside another model load (``loading.py``)
+            model = DiffusionGemmaForBlockDiffusion.from_pretrained(path, dtype=dtype).to(device)
         return cls(model)
 
     # ------------------------------------------------------------------ cache

@@ -26,6 +26,8 @@ from typing import Sequence
 
 import torch
 
+from ..loading import MODEL_LOAD_LOCK
+
 
 @dataclass(eq=False)
 class TokenPrefix:
@@ -77,7 +79,8 @@ class MaskedLMDenoiser:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         archs = config.architectures or []
         auto = AutoModelForMaskedLM if any(a.endswith("ForMaskedLM") for a in archs) else AutoModelForCausalLM
-        model = auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code).to(device)
+        with MODEL_LOAD_LOCK:  # never beside another model load (``loading.py``)
+            model = auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code).to(device)
         tokenizer = None
         if (path / "tokenizer_config.json").exists() or (path / "tokenizer.json").exists():
             from transformers import AutoTokenizer
