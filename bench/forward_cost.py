@@ -1,16 +1,18 @@
-"""Cost of one SmolLM2 forward by number of new tokens and dtype (why verified diffusion
-and prefill want bf16 on CPUs with bf16 matrix units).
+"""Cost of one SmolLM2 forward by number of new tokens and dtype (why the embedded model
+runs bf16 with packed weights on CPUs with bf16 matrix units).
 
-    python -m bench.forward_cost [--threads 1] [--repeats 7]
+    python -m bench.forward_cost [--threads 1] [--repeats 15]
 
 Each forward appends ``n`` tokens after a cached 200-token context (what an AR step, a
 verify check of ``n - 1`` drafts, or a draft canvas costs). Median of ``--repeats`` runs;
-both dtypes in the same process, alternating. JSON to bench/results/forward_cost.json.
+float32, bf16 as served (linears packed for oneDNN, ``diffusion_engine.packed_linear``) and
+plain bf16 in the same process, alternating. JSON to bench/results/forward_cost.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -22,35 +24,49 @@ SIZES = (1, 4, 8, 16, 32, 64)
 
 
 @torch.inference_mode()
-def forward_ms(model, context: torch.Tensor, n: int, repeats: int) -> float:
+def forward_times(models: dict, context: torch.Tensor, n: int, repeats: int) -> dict[str, float]:
+    """Median ms of an ``n``-token forward after ``context``, per model. Each model keeps one
+    warm cache that is cropped back to the context after every timed forward (the steady
+    state of decoding, not the first forward after a prefill); models alternate per repeat."""
     from transformers import DynamicCache
 
-    times = []
-    for _ in range(repeats):
-        cache = DynamicCache()
-        model(input_ids=context, cache=cache, use_cache=True)
-        new = torch.randint(100, 20000, (1, n))
-        start = time.perf_counter()
-        model(input_ids=new, cache=cache, use_cache=True)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    caches = {}
+    for name, model in models.items():
+        caches[name] = DynamicCache()
+        model(input_ids=context, cache=caches[name], use_cache=True)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for repeat in range(repeats + 1):  # the first round warms up and is not counted
+        order = list(models) if repeat % 2 else list(models)[::-1]
+        for name in order:
+            new = torch.randint(100, 20000, (1, n))
+            start = time.perf_counter()
+            models[name](input_ids=new, cache=caches[name], use_cache=True)
+            if repeat:
+                times[name].append((time.perf_counter() - start) * 1000)
+            caches[name].crop(-n)  # back to the context
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args(argv)
     from diffusion_engine.embedded import cpu_has_bf16, load_smollm2
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     context = torch.randint(100, 20000, (1, 200))
-    models = {name: load_smollm2(getattr(torch, name))[0] for name in ("float32", "bfloat16")}
+    from diffusion_engine.packed_linear import unpack_linears
+
+    models = {"float32": load_smollm2(torch.float32)[0], "bfloat16 packed": load_smollm2(torch.bfloat16)[0]}
+    plain = copy.deepcopy(models["bfloat16 packed"])
+    unpack_linears(plain)
+    models["bfloat16 plain"] = plain
     table: dict[str, dict[int, float]] = {name: {} for name in models}
     for n in SIZES:
-        for name, model in models.items():
-            table[name][n] = forward_ms(model, context, n, args.repeats)
+        for name, ms in forward_times(models, context, n, args.repeats).items():
+            table[name][n] = ms
     print(f"cpu has native bf16: {cpu_has_bf16()}; threads {args.threads}")
     print("| new tokens | " + " | ".join(f"{name} ms" for name in models) + " |")
     print("|---|" + "---|" * len(models))

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .loading import MODEL_LOAD_LOCK
+from .packed_linear import pack_linears
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,17 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def embedded_dtype() -> torch.dtype:
-    """The resident model's dtype: ``TANDEM_EMBEDDED_DTYPE`` = ``float32`` (default),
-    ``bfloat16`` or ``auto``.
+    """The resident model's dtype: ``TANDEM_EMBEDDED_DTYPE`` = ``auto`` (default),
+    ``float32`` or ``bfloat16``.
 
     ``auto`` is bfloat16 on CPUs with native bf16 matrix math and float32 elsewhere (where
-    bf16 would be emulated and slow). It is not the default because the trade differs by
-    shape (``python -m bench.forward_cost``, BENCHMARKS.md): on this 2-core AMX machine bf16
-    makes 8-64-token forwards (prefill, the ``verified`` rule's checks) up to 1.8x cheaper
-    but a 1-token forward (AR decoding, i.e. streaming chat) about 1.5x dearer.
+    bf16 would be emulated and slow). bf16 linears run with pre-packed weights
+    (:mod:`diffusion_engine.packed_linear`); packed, a bf16 forward on this 2-core AMX
+    machine costs about what float32's does for 1 token (AR decoding, streaming chat) and
+    ~1.6x less for 4-64 tokens (prefill, the ``verified`` rule's checks, diffusion
+    canvases), at half the memory (``python -m bench.forward_cost``, BENCHMARKS.md).
     """
-    name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "float32")
+    name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "auto")
     if name == "auto":
         return torch.bfloat16 if cpu_has_bf16() else torch.float32
     if name not in DTYPES:
@@ -92,6 +94,9 @@ def load_smollm2(dtype: torch.dtype | None = None):
         with MODEL_LOAD_LOCK:  # never beside another model load (``loading.py``)
             model, tokenizer = _load_dense_or_gguf(dense_cache_dir(), dtype)
         model.eval()
+        packed = pack_linears(model)  # bf16 only; a no-op for float32
+        if packed:
+            log.info("SmolLM2 %s: %d linears packed for oneDNN", dtype, packed)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         _loaded[key] = (model, tokenizer)

@@ -250,10 +250,8 @@ def test_embedded_dtype_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TANDEM_EMBEDDED_DTYPE", "fp16")
     with pytest.raises(ValueError, match="use auto, float32, bfloat16"):
         embedded.embedded_dtype()
+    # auto (the default): bf16 only where the CPU has native bf16 matrix math
     monkeypatch.delenv("TANDEM_EMBEDDED_DTYPE")
-    assert embedded.embedded_dtype() == torch.float32  # the default: AR decoding is 1-token forwards
-    # auto: bf16 only where the CPU has native bf16 matrix math
-    monkeypatch.setenv("TANDEM_EMBEDDED_DTYPE", "auto")
     amx, plain = tmp_path / "amx", tmp_path / "plain"
     amx.write_text("flags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
     plain.write_text("flags\t\t: fpu sse2 avx2\n")
