@@ -16,7 +16,10 @@ gold JSON and per-field checks), on the same CPU in the same run, alternating pe
 * **verified_skeleton**: the same, also drafting from the skeleton document (one diffusion
   forward over the whole canvas): what the diffusion draft adds.
 
-``--methods`` picks a subset (default: all four).
+* **ar_float32** (opt-in): AR + llguidance on a float32 copy of the base, so a bf16 run
+  (the default on CPUs with native bf16) also measures AR in the other dtype, side by side.
+
+``--methods`` picks a subset (default: ar, diffusion, verified, verified_skeleton).
 
 Reported: schema-valid rate, mean field accuracy (``diffusion_engine.grading``), tokens
 per forward (diffusion: free canvas positions and output tokens per denoiser forward;
@@ -63,7 +66,6 @@ def run(args: argparse.Namespace) -> dict:
     from diffusion_engine.embedded import load_smollm2
     from diffusion_engine.engine import DiffusionEngine, GenerationParams
     from diffusion_engine.structured import StructuredOutputError
-    from diffusion_engine.structured.ar_constraint import constrained_generate
     from diffusion_engine.structured.decode import StructuredGenerator
 
     torch.set_num_threads(args.threads)
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> dict:
     verified_params = GenerationParams(temperature=0.0, rule="verified", block_size=args.draft_len,
                                        max_tokens=args.ar_max_tokens)
     methods = args.methods.split(",")
+    model32 = load_smollm2(torch.float32)[0] if "ar_float32" in methods else None
     tasks = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()][: args.limit]
 
     rows = []
@@ -99,20 +102,14 @@ def run(args: argparse.Namespace) -> dict:
                                "tokens": info["tokens"], "forwards": result.stats["denoiser_steps"],
                                "ar_forwards": info["forwards"], "kept": info["kept"], "forced": info["forced"],
                                "loop_cuts": info["loop_cuts"], "text": result.text}
+        if "ar_float32" in methods:  # AR in the other dtype, side by side (float32 copy, no adapter)
+            row["ar_float32"] = run_ar(model32, tokenizer, prompt, schema, task, args.ar_max_tokens)
         if "ar" not in methods:
             rows.append(row)
             continue
-        start = time.perf_counter()
-        try:
-            with denoiser.adapter_off() as base:
-                text = constrained_generate(base, tokenizer, prompt, schema, max_tokens=args.ar_max_tokens)
-        except StructuredOutputError as exc:
-            text = getattr(exc, "partial_text", "") or ""
-        ar_seconds = time.perf_counter() - start
-        valid, value = check_valid(text, schema)
-        ar_tokens = len(tokenizer.encode(text, add_special_tokens=False))
-        row["ar"] = {"valid": valid, "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
-                     "seconds": ar_seconds, "tokens": ar_tokens, "forwards": ar_tokens, "text": text}
+        with denoiser.adapter_off() as base:
+            row["ar"] = run_ar(base, tokenizer, prompt, schema, task, args.ar_max_tokens)
+        text = row["ar"]["text"]
         for method in ("verified", "verified_skeleton"):
             if method in row:
                 row[method]["identical_to_ar"] = row[method]["text"] == text
@@ -142,9 +139,27 @@ def run(args: argparse.Namespace) -> dict:
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
+def run_ar(model, tokenizer, prompt: list[int], schema: dict, task: dict, max_tokens: int) -> dict:
+    """AR + llguidance on ``model``: validity, accuracy, seconds, tokens (a cap hit mid-document
+    counts as invalid)."""
+    from diffusion_engine.structured import StructuredOutputError
+    from diffusion_engine.structured.ar_constraint import constrained_generate
+
+    start = time.perf_counter()
+    try:
+        text = constrained_generate(model, tokenizer, prompt, schema, max_tokens=max_tokens)
+    except StructuredOutputError as exc:
+        text = getattr(exc, "partial_text", "") or ""
+    seconds = time.perf_counter() - start
+    valid, value = check_valid(text, schema)
+    tokens = len(tokenizer.encode(text, add_special_tokens=False))
+    return {"valid": valid, "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
+            "seconds": seconds, "tokens": tokens, "forwards": tokens, "text": text}
+
+
 def summarize(rows: list[dict]) -> dict:
     out = {}
-    for method in ("ar", "diffusion", "verified", "verified_skeleton"):
+    for method in ("ar", "ar_float32", "diffusion", "verified", "verified_skeleton"):
         items = [r[method] for r in rows if method in r]
         if not items:
             continue
@@ -167,6 +182,9 @@ def summarize(rows: list[dict]) -> dict:
             if method in out:
                 out[method]["wall_clock_speedup_vs_ar"] = (out["ar"]["seconds_per_task"]
                                                            / max(out[method]["seconds_per_task"], 1e-9))
+                if "ar_float32" in out:
+                    out[method]["wall_clock_speedup_vs_ar_float32"] = (out["ar_float32"]["seconds_per_task"]
+                                                                       / max(out[method]["seconds_per_task"], 1e-9))
         for method in ("verified", "verified_skeleton"):
             if method in out:
                 out[method]["by_ar_outcome"] = _by_ar_outcome(rows, method)
