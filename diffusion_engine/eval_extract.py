@@ -177,14 +177,16 @@ def summarize(rows: list[dict]) -> dict:
     if diffusion:
         out["diffusion"]["value_positions_per_forward"] = statistics.mean(i["value_positions_per_forward"] for i in diffusion)
         out["diffusion"]["output_tokens_per_forward"] = statistics.mean(i["output_tokens_per_forward"] for i in diffusion)
-    if "ar" in out:
+    for baseline in ("ar", "ar_float32"):
+        if baseline not in out:
+            continue
         for method in ("diffusion", "verified", "verified_skeleton"):
             if method in out:
-                out[method]["wall_clock_speedup_vs_ar"] = (out["ar"]["seconds_per_task"]
-                                                           / max(out[method]["seconds_per_task"], 1e-9))
-                if "ar_float32" in out:
-                    out[method]["wall_clock_speedup_vs_ar_float32"] = (out["ar_float32"]["seconds_per_task"]
-                                                                       / max(out[method]["seconds_per_task"], 1e-9))
+                out[method][f"wall_clock_speedup_vs_{baseline}"] = (out[baseline]["seconds_per_task"]
+                                                                   / max(out[method]["seconds_per_task"], 1e-9))
+                out[method][f"per_task_median_speedup_vs_{baseline}"] = statistics.median(
+                    r[baseline]["seconds"] / max(r[method]["seconds"], 1e-9) for r in rows if method in r)
+    if "ar" in out:
         for method in ("verified", "verified_skeleton"):
             if method in out:
                 out[method]["by_ar_outcome"] = _by_ar_outcome(rows, method)

@@ -41,3 +41,13 @@ def test_extract_summary_splits_speed_by_ar_outcome():
     assert split["ar_valid"]["tasks"] == 2 and split["ar_valid"]["speedup"] == 2.5
     assert split["ar_invalid"]["speedup"] == 6.0 and split["ar_invalid"]["loop_cuts"] == 1
     assert summarize(rows)["verified"]["wall_clock_speedup_vs_ar"] == (28 / 3) / (7 / 3)
+    assert summarize(rows)["verified"]["per_task_median_speedup_vs_ar"] == 3.0  # of 3, 2 and 6
+
+
+def test_extract_summary_compares_with_ar_in_float32_alone():
+    rows = [{"ar_float32": row(True, ar_s, 0.5), "verified": {**row(True, v_s, 0.5), "source": "ar"}}
+            for ar_s, v_s in ((8.0, 2.0), (3.0, 1.0))]
+    verified = summarize(rows)["verified"]
+    assert verified["wall_clock_speedup_vs_ar_float32"] == 11 / 3
+    assert verified["per_task_median_speedup_vs_ar_float32"] == 3.5
+    assert "wall_clock_speedup_vs_ar" not in verified and "by_ar_outcome" not in verified
