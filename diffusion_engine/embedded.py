@@ -72,9 +72,10 @@ def embedded_dtype() -> torch.dtype:
     ``auto`` is bfloat16 on CPUs with native bf16 matrix math and float32 elsewhere (where
     bf16 would be emulated and slow). bf16 linears run with pre-packed weights
     (:mod:`diffusion_engine.packed_linear`); packed, a bf16 forward on this 2-core AMX
-    machine costs about what float32's does for 1 token (AR decoding, streaming chat) and
-    ~1.6x less for 4-64 tokens (prefill, the ``verified`` rule's checks, diffusion
-    canvases), at half the memory (``python -m bench.forward_cost``, BENCHMARKS.md).
+    machine costs ~1.1x float32's for 1 token (AR decoding, streaming chat: ~10% slower) and
+    0.55-0.85x for 4-64 tokens (prefill, the ``verified`` rule's checks, diffusion canvases)
+    (``python -m bench.forward_cost``, BENCHMARKS.md). ``float32`` suits a deployment that
+    only streams chat.
     """
     name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "auto")
     if name == "auto":

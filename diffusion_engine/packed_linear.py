@@ -1,14 +1,12 @@
 """bf16 linear layers with their weights packed once for oneDNN.
 
-Why: a plain bf16 ``F.linear`` on CPU hands oneDNN a row-major weight, and oneDNN reorders it
-into its blocked (AMX) layout on every call. For SmolLM2-135M that reorder, not the math,
-is most of a forward of 1-16 tokens: ~210 linears per forward, each reordering its weight.
-Packing each weight once (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's
-CPU freezing pass does) and calling ``torch.ops.mkldnn._linear_pointwise`` makes a bf16
-forward flat in the number of new tokens: measured on this 2-core AMX CPU at 300 cached
-tokens (``python -m bench.forward_cost``), a 1-token forward about as dear as float32's and
-4-16-token forwards (prefill, the ``verified`` rule's checks, diffusion canvases) ~1.6x
-cheaper than float32's.
+Why: a plain bf16 ``F.linear`` on CPU hands oneDNN a row-major weight, which oneDNN reorders
+into its blocked (AMX) layout on every call, ~210 times per SmolLM2 forward. Packing each
+weight once (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's CPU freezing pass
+does) and calling ``torch.ops.mkldnn._linear_pointwise`` saves that: on this 2-core AMX CPU
+(``python -m bench.forward_cost``, 200 cached tokens) 1/8/64-token forwards take 64.9/65.2/116.3
+ms packed against 67.4/70.3/130.3 ms plain (float32: 57.7/94.7/202.2 ms), and the ``verified``
+rule's structured outputs e025-e040 took 28.8 s packed against 33.0 s plain (40.4 s float32).
 
 The packed path is for inference only: with autograd recording (training) a layer falls back
 to ``F.linear`` on its own weight, which it keeps (the packed copy costs as much memory again
@@ -22,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: how many rows (tokens) oneDNN should expect when choosing the packed layout; checks and
-#: canvases carry 2-17 tokens, and 1-token steps are as fast with this hint (measured)
+#: how many rows (tokens) oneDNN should expect when choosing the packed layout: the
+#: ``verified`` rule's checks and the diffusion canvases carry 2-33 tokens
 ROWS_HINT = 8
 
 
