@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 # Offline at run time: nothing loads from a hub, litellm uses its bundled price map,
 # and idle OpenMP threads sleep instead of spinning (2-core machines crawl otherwise).
@@ -40,8 +41,14 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not integration"
 
-bench: install
+bench: install $(BENCH_STAMP)
 	$(PY) -m bench.run_all $(BENCH)
+
+# Bench-only: XGrammar beside llguidance in the schema-coverage comparison. --no-deps because
+# its Linux wheel requires triton (~1 GB), which its CPU grammar compiler never imports.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --no-deps xgrammar==0.2.9 apache-tvm-ffi==0.1.15.post2
+	touch $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -5,8 +5,9 @@
 Per subset of /work/shared/jsonschemabench: coverage (% of schemas that compile), validity
 of documents rendered from random allowed slot fillings (must be 100% of compiled),
 compile time (cold skeleton compile, cold compile+layout, cached lookup), and beside it
-llguidance's coverage and grammar build time on the same schemas. XGrammar is reported
-as skipped when it is not installed.
+llguidance's and XGrammar's coverage and grammar compile time on the same schemas. XGrammar
+is bench-only (``make bench`` installs it with ``--no-deps``: its Linux wheel requires triton,
+~1 GB, which its CPU compiler does not use); without it the column says so.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -44,7 +46,39 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
-def run_subset(name: str, limit: int, fills: int, tokenizer, seed: int, options: CompileOptions) -> dict:
+def xgrammar_compiler(tokenizer):
+    """XGrammar's grammar compiler for ``tokenizer`` (None when xgrammar is not installed).
+    Its cache is off so that every schema is compiled cold, as llguidance's are."""
+    try:
+        import xgrammar as xgr
+    except ImportError:
+        return None
+    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer))
+    return xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
+
+
+def xgrammar_error(compiler, schema: dict) -> tuple[str | None, bool]:
+    """``(None, relaxed)`` when XGrammar compiles ``schema`` (token masks included), else
+    ``(why not, False)``. ``relaxed``: XGrammar warned that it ignores part of the schema
+    ("pattern combined with minLength/maxLength is not supported; ignoring ...", "oneOf ...
+    falling back to anyOf"), so its grammar accepts documents the schema rejects. The
+    warnings come from C++ on file descriptor 2, hence the descriptor-level capture."""
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            compiler.compile_json_schema(json.dumps(schema))
+        except Exception as exc:  # xgrammar raises RuntimeError / ValueError subclasses per problem
+            return f"{type(exc).__name__}: {exc}", False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        return None, b"Warning" in captured.read()
+
+
+def run_subset(name: str, limit: int, fills: int, tokenizer, seed: int, options: CompileOptions,
+               xgrammar=None) -> dict:
     files = sorted((ROOT / name).glob("*.json"))
     random.Random(seed).shuffle(files)
     files = files[:limit]
@@ -54,7 +88,7 @@ def run_subset(name: str, limit: int, fills: int, tokenizer, seed: int, options:
     r = Counter()
     unsupported: Counter = Counter()
     failures: list[str] = []
-    t_compile, t_layout, t_cached, t_ll = [], [], [], []
+    t_compile, t_layout, t_cached, t_ll, t_xg = [], [], [], [], []
     for path in files:
         try:
             schema = json.loads(path.read_text())
@@ -66,6 +100,12 @@ def run_subset(name: str, limit: int, fills: int, tokenizer, seed: int, options:
         err = llguidance_error(tokenizer, schema)
         t_ll.append((time.perf_counter() - t0) * 1e3)
         r["llguidance_ok"] += err is None
+        if xgrammar is not None:
+            t0 = time.perf_counter()
+            xg_err, relaxed = xgrammar_error(xgrammar, schema)
+            r["xgrammar_ok"] += xg_err is None
+            r["xgrammar_relaxed"] += relaxed
+            t_xg.append((time.perf_counter() - t0) * 1e3)
         try:
             t0 = time.perf_counter()
             skeleton = _Compiler(schema, options).run(schema_digest(schema))
@@ -127,6 +167,9 @@ def run_subset(name: str, limit: int, fills: int, tokenizer, seed: int, options:
         "cached_ms_p50": pct(t_cached, 50), "cached_ms_p99": pct(t_cached, 99),
         "llguidance_coverage_pct": 100 * r["llguidance_ok"] / n,
         "llguidance_ms_p50": pct(t_ll, 50), "llguidance_ms_p99": pct(t_ll, 99),
+        "xgrammar_coverage_pct": 100 * r["xgrammar_ok"] / n if xgrammar is not None else None,
+        "xgrammar_relaxed_pct": 100 * r["xgrammar_relaxed"] / n if xgrammar is not None else None,
+        "xgrammar_ms_p50": pct(t_xg, 50), "xgrammar_ms_p99": pct(t_xg, 99),
         "unsupported": dict(unsupported.most_common()), "failures": failures[:20],
     }
 
@@ -149,19 +192,20 @@ def main() -> None:
     t0 = time.perf_counter()
     ll_tokenizer(tokenizer)
     ll_s = time.perf_counter() - t0
-    try:
-        import xgrammar  # noqa: F401
-        xgrammar_note = "installed but not wired into this bench"
-    except ImportError:
-        xgrammar_note = "skipped: xgrammar is not installed"
+    t0 = time.perf_counter()
+    xgrammar = xgrammar_compiler(tokenizer)
+    xg_s = time.perf_counter() - t0
+    xgrammar_note = (f"tokenizer {xg_s:.2f}s" if xgrammar is not None
+                     else "skipped: xgrammar is not installed (make bench installs it)")
 
     options = CompileOptions(overlapping_one_of=args.overlapping_oneof)
-    results = [run_subset(s, args.limit, args.fills, tokenizer, args.seed, options) for s in args.subsets]
+    results = [run_subset(s, args.limit, args.fills, tokenizer, args.seed, options, xgrammar)
+               for s in args.subsets]
     print(f"one-time per tokenizer: slot masks {vocab_s:.2f}s, llguidance tokenizer {ll_s:.2f}s; "
           f"XGrammar {xgrammar_note}")
     head = (f"{'subset':15} {'n':>4} {'cover%':>7} {'valid%':>7} {'norepair%':>9} {'canvas':>7} "
             f"{'cmp p50/p99 ms':>15} {'+layout p50/p99':>16} {'cached p50':>10} {'llg cover%':>10} "
-            f"{'llg p50/p99 ms':>15}")
+            f"{'llg p50/p99 ms':>15} {'xgr cover%':>10} {'relaxed%':>8} {'xgr p50/p99 ms':>15}")
     print(head)
     for r in results:
         print(f"{r['subset']:15} {r['schemas']:>4} {r['coverage_pct']:>7.1f} {r['valid_of_compiled_pct']:>7.1f} "
@@ -169,7 +213,10 @@ def main() -> None:
               f"{r['compile_ms_p50']:>7.2f}/{r['compile_ms_p99']:<7.2f} "
               f"{r['compile_layout_ms_p50']:>7.2f}/{r['compile_layout_ms_p99']:<8.2f} "
               f"{r['cached_ms_p50']:>10.3f} {r['llguidance_coverage_pct']:>10.1f} "
-              f"{r['llguidance_ms_p50']:>7.2f}/{r['llguidance_ms_p99']:<7.2f}")
+              f"{r['llguidance_ms_p50']:>7.2f}/{r['llguidance_ms_p99']:<7.2f} "
+              + (f"{r['xgrammar_coverage_pct']:>10.1f} {r['xgrammar_relaxed_pct']:>8.1f} "
+                 f"{r['xgrammar_ms_p50']:>7.2f}/{r['xgrammar_ms_p99']:<7.2f}"
+                 if r["xgrammar_coverage_pct"] is not None else f"{'-':>10} {'-':>8} {'-':>15}"))
     for r in results:
         if r["unsupported"]:
             print(f"  {r['subset']} refused by keyword: {r['unsupported']}")
