@@ -15,12 +15,14 @@ BENCHES: dict[str, list[str]] = {
     "overhead": ["-m", "bench.overhead"],
     "engine": ["-m", "bench.engine_vs_transformers"],
     "schemas": ["-m", "bench.schema_coverage", "--limit", "200"],
-    "forward-cost": ["-m", "bench.forward_cost"],
+    "forward-cost": ["-m", "bench.forward_cost", "--threads", "2"],
     "diffusion-model": ["-m", "diffusion_engine.eval"],
     "diffusion-edits": ["-m", "diffusion_engine.eval", "--set", "edit", "--thresholds", "0.9"],
     "diffusion-infill": ["-m", "diffusion_engine.eval", "--set", "infill", "--thresholds", "0.9,0.5",
                          "--verified", "16", "--max-tokens", "48", "--dtype", "float32", "--threads", "2"],
-    "extraction": ["-m", "diffusion_engine.eval_extract"],
+    # AR in float32 too: in bf16 (the default on AMX CPUs) float32 is AR's faster dtype
+    "extraction": ["-m", "diffusion_engine.eval_extract",
+                   "--methods", "ar,ar_float32,diffusion,verified,verified_skeleton"],
 }
 
 
