@@ -72,7 +72,7 @@ def pack_linears(model: nn.Module, rows_hint: int = ROWS_HINT) -> int:
     """
     count = 0
     for module in model.modules():
-        if type(module) is not nn.Linear or isinstance(module.__dict__.get("forward"), PackedForward):
+        if type(module) is not nn.Linear or is_packed(module):
             continue
         if can_pack(module.weight):
             module.forward = PackedForward(module, rows_hint)
@@ -84,12 +84,17 @@ def unpack_linears(model: nn.Module) -> int:
     """Undo :func:`pack_linears` (plain ``F.linear`` again); returns how many layers."""
     count = 0
     for module in model.modules():
-        if isinstance(module.__dict__.get("forward"), PackedForward):
+        if is_packed(module):
             del module.forward
             count += 1
     return count
 
 
+def is_packed(module: nn.Module) -> bool:
+    """Whether ``module`` runs through a :class:`PackedForward` (set on the instance)."""
+    return isinstance(module.__dict__.get("forward"), PackedForward)
+
+
 def packed_count(model: nn.Module) -> int:
     """How many linears of ``model`` run packed."""
-    return sum(isinstance(m.__dict__.get("forward"), PackedForward) for m in model.modules())
+    return sum(is_packed(m) for m in model.modules())
