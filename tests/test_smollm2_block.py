@@ -211,6 +211,27 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path: Path):
     torch.testing.assert_close(fresh.mask_embedding, resumed.mask_embedding, atol=1e-2, rtol=1e-2)
 
 
+def test_warm_start_continues_an_exported_adapter(tmp_path: Path):
+    examples = _examples(6)
+    first = tiny_lm(seed=6, randomize_lora=False)
+    train(first, examples, _cfg(2), tmp_path / "phase1", resume=False, show_progress=False)
+    save_adapter(first, tmp_path / "export")
+    probe = pack(examples, BS, MASK, PAD, torch.Generator().manual_seed(0))
+    cfg = _cfg(0)
+    cfg["train"]["init_adapter"] = str(tmp_path / "export")
+    second = tiny_lm(seed=6, randomize_lora=False)  # same base, fresh (identity) adapter
+    with torch.no_grad():
+        cold = float(masked_diffusion_loss(second, probe))
+    train(second, examples, cfg, tmp_path / "phase2", resume=False, show_progress=False)
+    with torch.no_grad():
+        warm, trained = float(masked_diffusion_loss(second, probe)), float(masked_diffusion_loss(first, probe))
+    assert warm == pytest.approx(trained, abs=0.05) and warm < cold - 0.05, (cold, warm, trained)
+    other = BlockDiffusionLM(tiny_llama(6), AdapterConfig(block_size=BS, mask_token_id=MASK, pad_token_id=PAD,
+                                                          lora_rank=8, lora_alpha=8.0))
+    with pytest.raises(ValueError, match="lora_rank=4"):
+        train(other, examples, cfg, tmp_path / "phase3", resume=False, show_progress=False)
+
+
 def test_resume_without_checkpoint_says_how_to_fix(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="without --resume"):
         train(tiny_lm(), _examples(2), _cfg(1), tmp_path, resume=True, show_progress=False)
@@ -233,6 +254,12 @@ def test_synthetic_route_data_is_deterministic_and_correct():
         assert list(record) == schema["required"]
         for value in record.values():  # every extracted value is in the text
             assert str(value).lower() in pair.instruction.lower() or isinstance(value, bool)
+    from diffusion_engine.training.data import make_instructions
+
+    base, fresh = make_instructions(10_000, random.Random(0)), make_instructions(10_000, random.Random(0), "fresh")
+    assert len(set(fresh)) == len(fresh) > len(base) and not set(base) & set(fresh)
+    with pytest.raises(ValueError, match="distill_pool"):
+        make_instructions(1, random.Random(0), "extended")
     for pair in make_code_pairs(5, random.Random(0)):
         assert "<MISSING>" in pair.instruction and pair.answer.strip()
         assert pair.answer not in pair.instruction  # the span was really cut out

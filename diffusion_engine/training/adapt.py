@@ -102,6 +102,23 @@ def latest_checkpoint(run: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def warm_start(lm: BlockDiffusionLM, folder: Path) -> None:
+    """Start from an exported adapter (a later phase continues an earlier one; the optimiser
+    starts fresh, as after any warm restart of the learning rate)."""
+    from diffusion_engine.adapters.smollm2_block import load_adapter
+
+    if not folder.exists():
+        raise FileNotFoundError(f"train.init_adapter: no adapter at {folder}; export one with --export-only")
+    config, state = load_adapter(folder)
+    mine = lm.config
+    for key in ("block_size", "mask_token_id", "lora_rank", "lora_targets"):
+        if getattr(config, key) != getattr(mine, key):
+            raise ValueError(f"train.init_adapter: {folder} has {key}={getattr(config, key)!r} but the config "
+                             f"asks for {getattr(mine, key)!r}; make the adapter section match")
+    lm.load_adapter_state(state)
+    log.info("warm start from %s (%s)", folder, json.dumps(config.extra))
+
+
 def train(lm: BlockDiffusionLM, examples: list[Example], cfg: dict, run: Path, resume: bool,
           max_minutes: float | None = None, show_progress: bool = True) -> dict:
     """The training loop; returns the final totals. Used by the CLI and by the tests."""
@@ -123,6 +140,8 @@ def train(lm: BlockDiffusionLM, examples: list[Example], cfg: dict, run: Path, r
         gen.set_state(state["generator"])
         step, totals = state["step"], state["totals"]
         log.info("resumed from %s (step %d)", ck, step)
+    elif tcfg.get("init_adapter"):
+        warm_start(lm, Path(tcfg["init_adapter"]))
     run.mkdir(parents=True, exist_ok=True)
     metrics = (run / "metrics.jsonl").open("a")
     started, window = time.time(), []
@@ -191,7 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     from diffusion_engine.embedded import load_smollm2
     from diffusion_engine.training.data import build_dataset
 
-    dtype = getattr(torch, cfg["dtype"])
+    from diffusion_engine.embedded import embedded_dtype
+
+    # auto: bf16 where the CPU has bf16 matrix units (AMX), float32 where bf16 is emulated (~4x slower)
+    dtype = embedded_dtype() if cfg["dtype"] == "auto" else getattr(torch, cfg["dtype"])
     model, tokenizer = load_smollm2(dtype)
     lm = BlockDiffusionLM(model, adapter_config(cfg))
     if args.export_only:

@@ -56,6 +56,29 @@ TEMPLATES = [
     "What should a beginner know about {t}?", "Give a one-sentence definition of {t}.",
 ]
 
+# Phase 3's fresh instructions: new topics with every template, and new templates with the old topics,
+# so none repeats a base instruction (greedy answers to a repeated one would be duplicates).
+MORE_TOPICS = [
+    "glaciers", "the Olympic Games", "electricity", "coral reefs", "the Industrial Revolution", "yoga",
+    "spreadsheets", "penguins", "credit scores", "the Silk Road", "robots", "wildfires", "museums",
+    "hydropower", "first aid", "the periodic table", "origami", "deserts", "email etiquette", "jazz music",
+    "antibiotics", "the Amazon river", "tea ceremonies", "satellites", "open source software", "owls",
+    "inflation", "camping", "the pyramids of Giza", "vertical farming", "hurricanes", "typing skills",
+    "board games", "the metric system", "lighthouses", "podcasts", "nutrition labels", "octopuses",
+    "the Moon", "carbon footprints", "photography", "ancient Greece", "remote work", "trains",
+    "fermentation", "tornadoes", "mushrooms", "the Eiffel Tower", "electric guitars", "recipes for soup",
+    "coding interviews", "wolves", "batteries", "the Arctic", "minimalism", "elections", "sunscreen",
+    "the Mars rovers", "kindness", "city parks",
+]
+MORE_TEMPLATES = [
+    "What is {t}?", "Tell me about {t}.", "Write two sentences about {t}.", "Give an example of {t}.",
+    "What are the pros and cons of {t}?", "Explain {t} in three steps.", "Write a short poem about {t}.",
+    "What is the future of {t}?", "How can I learn more about {t}?", "Write a fun fact about {t}.",
+    "Describe {t} in one paragraph.", "What are the key ideas behind {t}?",
+    "Write a short email to a friend about {t}.", "What questions do people often ask about {t}?",
+]
+INSTRUCTION_POOLS = ("base", "fresh")
+
 FIRST = ["Alice", "Bob", "Carmen", "Deepak", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Liam"]
 LAST = ["Smith", "Garcia", "Okafor", "Tanaka", "Muller", "Rossi", "Nguyen", "Kowalski", "Silva", "Haddad"]
 CITIES = ["Lisbon", "Toronto", "Nairobi", "Osaka", "Berlin", "Lima", "Austin", "Seoul", "Oslo", "Pune"]
@@ -74,8 +97,18 @@ class TextPair:
     answer: str
 
 
-def make_instructions(n: int, rng: random.Random) -> list[str]:
-    combos = [tpl.format(t=t) for tpl in TEMPLATES for t in TOPICS]
+def make_instructions(n: int, rng: random.Random, pool: str = "base") -> list[str]:
+    """``base``: the 976 template x topic instructions of phases 1-2; ``fresh``: only combinations
+    with a new topic or a new template (2,654), disjoint from ``base``."""
+    if pool not in INSTRUCTION_POOLS:
+        raise ValueError(f"data.distill_pool: unknown pool {pool!r}; use one of {', '.join(INSTRUCTION_POOLS)}")
+    base = [tpl.format(t=t) for tpl in TEMPLATES for t in TOPICS]
+    if pool == "base":
+        combos = base
+    else:
+        seen = set(base)
+        combos = [tpl.format(t=t) for tpl in TEMPLATES + MORE_TEMPLATES for t in TOPICS + MORE_TOPICS]
+        combos = [c for c in combos if c not in seen]
     rng.shuffle(combos)
     return combos[:n]
 
@@ -263,7 +296,7 @@ def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path) -> li
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     max_prompt, max_answer = cfg["max_prompt_tokens"], cfg["max_answer_tokens"]
 
-    instructions = make_instructions(cfg["distill"], rng)
+    instructions = make_instructions(cfg["distill"], rng, cfg.get("distill_pool", "base"))
     prompts = [chat_prompt_ids(tokenizer, q) for q in instructions]
     journal = cache_dir / f"distill-{key}.partial.jsonl"
     answers = greedy_answers(model, tokenizer, prompts, cfg["distill_max_new_tokens"], cfg["distill_batch"], journal)
