@@ -171,11 +171,11 @@ def geo_mean(xs: list[float]) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     from diffusion_engine.adapters.smollm2_block import SmolLM2BlockDenoiser
-    from diffusion_engine.embedded import load_smollm2
+    from diffusion_engine.embedded import embedded_dtype, load_smollm2
     from diffusion_engine.engine import DiffusionEngine, GenerationParams
 
     torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
+    dtype = getattr(torch, args.dtype) if args.dtype else embedded_dtype()
     model, tokenizer = load_smollm2(dtype)
     denoiser = SmolLM2BlockDenoiser.load(args.adapter, dtype=dtype, model=model)
     engine = DiffusionEngine(denoiser)
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> dict:
         s["ppl_ratio"] = s["ppl_geo"] / ar_ppl
         s["speedup_vs_ar"] = s["tokens_per_s"] / summary["ar"]["tokens_per_s"]
     return {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "adapter": str(args.adapter or "shipped"),
-            "dtype": args.dtype, "threads": args.threads, "set": args.set, "max_tokens": args.max_tokens,
+            "dtype": str(dtype).removeprefix("torch."), "threads": args.threads, "set": args.set, "max_tokens": args.max_tokens,
             "cpu_load_note": "shared 2-core machine; absolute tokens/s are noisy, compare rows of one run",
             "summary": summary, "rows": rows}
 
@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--thresholds", default="0.9,0.7", help="comma-separated confidence thresholds")
     ap.add_argument("--canvas", default="32", help="comma-separated canvas (sub-block) sizes")
     ap.add_argument("--verified", default="8,16", help="comma-separated draft sizes of the verified rule ('' = none)")
-    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
+                    help="resident model dtype (default: what the gateway serves, TANDEM_EMBEDDED_DTYPE=auto)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     ap.add_argument("--limit", type=int, default=0, help="first N prompts only")
     ap.add_argument("--set", default="free", choices=sorted(PROMPT_SETS),
