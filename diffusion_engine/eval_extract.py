@@ -63,14 +63,11 @@ def check_valid(text: str, schema: dict) -> tuple[bool, object]:
 
 def run(args: argparse.Namespace) -> dict:
     from diffusion_engine.adapters.smollm2_block import SmolLM2BlockDenoiser
-    from diffusion_engine.embedded import load_smollm2
+    from diffusion_engine.embedded import embedded_dtype, load_smollm2
     from diffusion_engine.engine import DiffusionEngine, GenerationParams
-    from diffusion_engine.structured import StructuredOutputError
     from diffusion_engine.structured.decode import StructuredGenerator
 
     torch.set_num_threads(args.threads)
-    from diffusion_engine.embedded import embedded_dtype
-
     dtype = getattr(torch, args.dtype) if args.dtype else embedded_dtype()
     model, tokenizer = load_smollm2(dtype)
     denoiser = SmolLM2BlockDenoiser.load(args.adapter, model=model, dtype=dtype)
@@ -92,51 +89,55 @@ def run(args: argparse.Namespace) -> dict:
         row = {"id": task["id"]}
         for method in ("verified", "verified_skeleton"):
             if method in methods:
-                start = time.perf_counter()
-                result = generators[method].generate(prompt, schema, verified_params)
-                seconds = time.perf_counter() - start
-                valid, value = check_valid(result.text, schema)
-                info = result.stats["verified"]
-                row[method] = {"valid": valid, "seconds": seconds, "source": info["source"],
-                               "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
-                               "tokens": info["tokens"], "forwards": result.stats["denoiser_steps"],
-                               "ar_forwards": info["forwards"], "kept": info["kept"], "forced": info["forced"],
-                               "loop_cuts": info["loop_cuts"], "text": result.text}
+                row[method] = run_verified(generators[method], prompt, schema, task, verified_params)
         if "ar_float32" in methods:  # AR in the other dtype, side by side (float32 copy, no adapter)
             row["ar_float32"] = run_ar(model32, tokenizer, prompt, schema, task, args.ar_max_tokens)
-        if "ar" not in methods:
-            rows.append(row)
-            continue
-        with denoiser.adapter_off() as base:
-            row["ar"] = run_ar(base, tokenizer, prompt, schema, task, args.ar_max_tokens)
-        text = row["ar"]["text"]
-        for method in ("verified", "verified_skeleton"):
-            if method in row:
-                row[method]["identical_to_ar"] = row[method]["text"] == text
-        if "diffusion" not in methods:
-            rows.append(row)
-            continue
-
-        start = time.perf_counter()
-        try:
-            layout = generator.layout(schema)
-            result = generator.generate(prompt, schema, params)
-            text, steps = result.text, result.stats.get("denoiser_steps", 0)
-            free = sum(len(p) for p in layout.slot_positions)
-        except StructuredOutputError:
-            text, steps, free = "", 0, 0
-        seconds = time.perf_counter() - start
-        valid, value = check_valid(text, schema)
-        tokens = len(tokenizer.encode(text, add_special_tokens=False))
-        row["diffusion"] = {
-            "valid": valid, "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
-            "seconds": seconds, "tokens": tokens, "forwards": steps,
-            "value_positions_per_forward": free / steps if steps else 0.0,
-            "output_tokens_per_forward": tokens / steps if steps else 0.0,
-        }
+        if "ar" in methods:
+            with denoiser.adapter_off() as base:
+                row["ar"] = run_ar(base, tokenizer, prompt, schema, task, args.ar_max_tokens)
+            for method in ("verified", "verified_skeleton"):
+                if method in row:
+                    row[method]["identical_to_ar"] = row[method]["text"] == row["ar"]["text"]
+        if "diffusion" in methods:
+            row["diffusion"] = run_diffusion(generator, tokenizer, prompt, schema, task, params)
         rows.append(row)
     return {"rows": rows, "summary": summarize(rows), "args": {k: str(v) for k, v in vars(args).items()},
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def run_verified(generator, prompt: list[int], schema: dict, task: dict, params) -> dict:
+    """The verified rule (AR + grammar checking drafts): validity, accuracy, seconds, forwards."""
+    start = time.perf_counter()
+    result = generator.generate(prompt, schema, params)
+    seconds = time.perf_counter() - start
+    valid, value = check_valid(result.text, schema)
+    info = result.stats["verified"]
+    return {"valid": valid, "seconds": seconds, "source": info["source"],
+            "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
+            "tokens": info["tokens"], "forwards": result.stats["denoiser_steps"],
+            "ar_forwards": info["forwards"], "kept": info["kept"], "forced": info["forced"],
+            "loop_cuts": info["loop_cuts"], "text": result.text}
+
+
+def run_diffusion(generator, tokenizer, prompt: list[int], schema: dict, task: dict, params) -> dict:
+    """Joint denoising of the schema skeleton: validity, accuracy, seconds, positions per forward."""
+    from diffusion_engine.structured import StructuredOutputError
+
+    start = time.perf_counter()
+    try:
+        layout = generator.layout(schema)
+        result = generator.generate(prompt, schema, params)
+        text, steps = result.text, result.stats.get("denoiser_steps", 0)
+        free = sum(len(p) for p in layout.slot_positions)
+    except StructuredOutputError:
+        text, steps, free = "", 0, 0
+    seconds = time.perf_counter() - start
+    valid, value = check_valid(text, schema)
+    tokens = len(tokenizer.encode(text, add_special_tokens=False))
+    return {"valid": valid, "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
+            "seconds": seconds, "tokens": tokens, "forwards": steps, "text": text,
+            "value_positions_per_forward": free / steps if steps else 0.0,
+            "output_tokens_per_forward": tokens / steps if steps else 0.0}
 
 
 def run_ar(model, tokenizer, prompt: list[int], schema: dict, task: dict, max_tokens: int) -> dict:
