@@ -207,10 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(cfg["seed"])
     random.seed(cfg["seed"])
-    from diffusion_engine.embedded import load_smollm2
+    from diffusion_engine.embedded import embedded_dtype, load_smollm2
     from diffusion_engine.training.data import build_dataset
-
-    from diffusion_engine.embedded import embedded_dtype
 
     # auto: bf16 where the CPU has bf16 matrix units (AMX), float32 where bf16 is emulated (~4x slower)
     dtype = embedded_dtype() if cfg["dtype"] == "auto" else getattr(torch, cfg["dtype"])
