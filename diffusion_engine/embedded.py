@@ -65,9 +65,10 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return any(flag in flags for flag in BF16_FLAGS)
 
 
-def embedded_dtype() -> torch.dtype:
+def embedded_dtype(name: str | None = None, source: str = "TANDEM_EMBEDDED_DTYPE") -> torch.dtype:
     """The resident model's dtype: ``TANDEM_EMBEDDED_DTYPE`` = ``auto`` (default),
-    ``float32`` or ``bfloat16``.
+    ``float32`` or ``bfloat16``; a ``name`` given (a CLI flag, a training config) overrides the
+    environment, and errors name its ``source``.
 
     ``auto`` is bfloat16 on CPUs with native bf16 matrix math and float32 elsewhere (where
     bf16 would be emulated and slow). bf16 linears run with pre-packed weights
@@ -77,11 +78,12 @@ def embedded_dtype() -> torch.dtype:
     (``python -m bench.forward_cost``, BENCHMARKS.md). ``float32`` suits a deployment that
     only streams chat.
     """
-    name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "auto")
+    if name is None:
+        name = os.environ.get("TANDEM_EMBEDDED_DTYPE", "auto")
     if name == "auto":
         return torch.bfloat16 if cpu_has_bf16() else torch.float32
     if name not in DTYPES:
-        raise ValueError(f"TANDEM_EMBEDDED_DTYPE={name!r}: use auto, {', '.join(DTYPES)}")
+        raise ValueError(f"{source}={name!r}: use auto, {', '.join(DTYPES)}")
     return DTYPES[name]
 
 

@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> dict:
     from diffusion_engine.engine import DiffusionEngine, GenerationParams
 
     torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype) if args.dtype else embedded_dtype()
+    dtype = embedded_dtype(args.dtype)
     model, tokenizer = load_smollm2(dtype)
     denoiser = SmolLM2BlockDenoiser.load(args.adapter, dtype=dtype, model=model)
     engine = DiffusionEngine(denoiser)

@@ -61,6 +61,12 @@ def check_valid(text: str, schema: dict) -> tuple[bool, object]:
         return False, None
 
 
+def scored(text: str, schema: dict, task: dict) -> dict:
+    """Validity and field accuracy of one document (an invalid one scores 0 on every field)."""
+    valid, value = check_valid(text, schema)
+    return {"valid": valid, "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0}
+
+
 def run(args: argparse.Namespace) -> dict:
     from diffusion_engine.adapters.smollm2_block import SmolLM2BlockDenoiser
     from diffusion_engine.embedded import embedded_dtype, load_smollm2
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> dict:
     from diffusion_engine.structured.decode import StructuredGenerator
 
     torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype) if args.dtype else embedded_dtype()
+    dtype = embedded_dtype(args.dtype)
     model, tokenizer = load_smollm2(dtype)
     denoiser = SmolLM2BlockDenoiser.load(args.adapter, model=model, dtype=dtype)
     engine = DiffusionEngine(denoiser)
@@ -110,10 +116,8 @@ def run_verified(generator, prompt: list[int], schema: dict, task: dict, params)
     start = time.perf_counter()
     result = generator.generate(prompt, schema, params)
     seconds = time.perf_counter() - start
-    valid, value = check_valid(result.text, schema)
     info = result.stats["verified"]
-    return {"valid": valid, "seconds": seconds, "source": info["source"],
-            "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
+    return {**scored(result.text, schema, task), "seconds": seconds, "source": info["source"],
             "tokens": info["tokens"], "forwards": result.stats["denoiser_steps"],
             "ar_forwards": info["forwards"], "kept": info["kept"], "forced": info["forced"],
             "loop_cuts": info["loop_cuts"], "text": result.text}
@@ -132,10 +136,8 @@ def run_diffusion(generator, tokenizer, prompt: list[int], schema: dict, task: d
     except StructuredOutputError:
         text, steps, free = "", 0, 0
     seconds = time.perf_counter() - start
-    valid, value = check_valid(text, schema)
     tokens = len(tokenizer.encode(text, add_special_tokens=False))
-    return {"valid": valid, "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
-            "seconds": seconds, "tokens": tokens, "forwards": steps, "text": text,
+    return {**scored(text, schema, task), "seconds": seconds, "tokens": tokens, "forwards": steps, "text": text,
             "value_positions_per_forward": free / steps if steps else 0.0,
             "output_tokens_per_forward": tokens / steps if steps else 0.0}
 
@@ -152,10 +154,8 @@ def run_ar(model, tokenizer, prompt: list[int], schema: dict, task: dict, max_to
     except StructuredOutputError as exc:
         text = getattr(exc, "partial_text", "") or ""
     seconds = time.perf_counter() - start
-    valid, value = check_valid(text, schema)
     tokens = len(tokenizer.encode(text, add_special_tokens=False))
-    return {"valid": valid, "accuracy": grade(value, task["gold"], task["checks"]).accuracy if valid else 0.0,
-            "seconds": seconds, "tokens": tokens, "forwards": tokens, "text": text}
+    return {**scored(text, schema, task), "seconds": seconds, "tokens": tokens, "forwards": tokens, "text": text}
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -288,3 +288,9 @@ def test_embedded_dtype_comes_from_the_environment(monkeypatch, tmp_path):
     assert embedded.embedded_dtype() == torch.float32
     monkeypatch.setattr(embedded, "cpu_has_bf16", lambda: True)
     assert embedded.embedded_dtype() == torch.bfloat16
+    # a name given (CLI flag, training config) overrides the environment; errors name where it came from
+    monkeypatch.setenv("TANDEM_EMBEDDED_DTYPE", "bfloat16")
+    assert embedded.embedded_dtype("float32") == torch.float32
+    assert embedded.embedded_dtype("auto") == torch.bfloat16
+    with pytest.raises(ValueError, match=r"phase3.yaml: dtype='float16': use auto"):
+        embedded.embedded_dtype("float16", source="phase3.yaml: dtype")

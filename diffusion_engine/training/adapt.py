@@ -26,7 +26,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from diffusion_engine.adapters.smollm2_block import AdapterConfig, BlockDiffusionLM, save_adapter
+from diffusion_engine.adapters.smollm2_block import AdapterConfig, BlockDiffusionLM, load_adapter, save_adapter
 from diffusion_engine.training.layout import Example, example_length, pack
 from diffusion_engine.training.objective import masked_diffusion_loss
 
@@ -105,10 +105,6 @@ def latest_checkpoint(run: Path) -> Path | None:
 def warm_start(lm: BlockDiffusionLM, folder: Path) -> None:
     """Start from an exported adapter (a later phase continues an earlier one; the optimiser
     starts fresh, as after any warm restart of the learning rate)."""
-    from diffusion_engine.adapters.smollm2_block import load_adapter
-
-    if not folder.exists():
-        raise FileNotFoundError(f"train.init_adapter: no adapter at {folder}; export one with --export-only")
     config, state = load_adapter(folder)
     mine = lm.config
     for key in ("block_size", "mask_token_id", "lora_rank", "lora_targets"):
@@ -210,8 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     from diffusion_engine.embedded import embedded_dtype, load_smollm2
     from diffusion_engine.training.data import build_dataset
 
-    # auto: bf16 where the CPU has bf16 matrix units (AMX), float32 where bf16 is emulated (~4x slower)
-    dtype = embedded_dtype() if cfg["dtype"] == "auto" else getattr(torch, cfg["dtype"])
+    # auto: bf16 where the CPU has bf16 matrix units (AMX), float32 where bf16 is emulated and slow
+    dtype = embedded_dtype(cfg["dtype"], source=f"{args.config}: dtype")
     model, tokenizer = load_smollm2(dtype)
     lm = BlockDiffusionLM(model, adapter_config(cfg))
     if args.export_only:
