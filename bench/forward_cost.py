@@ -1,12 +1,13 @@
-"""Cost of one SmolLM2 forward by number of new tokens and dtype (why the embedded model
-runs bf16 with packed weights on CPUs with bf16 matrix units).
+"""Cost of one SmolLM2 forward by number of new tokens, dtype and linear packing (why the
+embedded model runs bf16 on CPUs with bf16 matrix units, and which linears it packs).
 
     python -m bench.forward_cost [--threads 1] [--repeats 15]
 
 Each forward appends ``n`` tokens after a cached 200-token context (what an AR step, a
 verify check of ``n - 1`` drafts, or a draft canvas costs). Median of ``--repeats`` runs;
-float32, bf16 as served (linears packed for oneDNN, ``diffusion_engine.packed_linear``) and
-plain bf16 in the same process, alternating. JSON to bench/results/forward_cost.json.
+float32 and bf16, each plain (``F.linear``) and with linears packed for oneDNN
+(``diffusion_engine.packed_linear``; which of them the gateway serves depends on the CPU), in
+the same process, alternating. JSON to bench/results/forward_cost.json.
 """
 
 from __future__ import annotations
@@ -57,24 +58,34 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     context = torch.randint(100, 20000, (1, 200))
-    from diffusion_engine.packed_linear import unpack_linears
+    from diffusion_engine.packed_linear import cpu_vendor, pack_linears, unpack_linears
 
-    models = {"float32": load_smollm2(torch.float32)[0], "bfloat16 packed": load_smollm2(torch.bfloat16)[0]}
-    plain = copy.deepcopy(models["bfloat16 packed"])
-    unpack_linears(plain)
-    models["bfloat16 plain"] = plain
+    def plain(model):
+        model = copy.deepcopy(model)
+        unpack_linears(model)
+        return model
+
+    def packed(model):
+        model = plain(model)
+        pack_linears(model, mode="on")
+        return model
+
+    float32, bfloat16 = load_smollm2(torch.float32)[0], load_smollm2(torch.bfloat16)[0]
+    models = {"float32 plain": plain(float32), "float32 packed": packed(float32),
+              "bfloat16 packed": packed(bfloat16), "bfloat16 plain": plain(bfloat16)}
     table: dict[str, dict[int, float]] = {name: {} for name in models}
     for n in SIZES:
         for name, ms in forward_times(models, context, n, args.repeats).items():
             table[name][n] = ms
-    print(f"cpu has native bf16: {cpu_has_bf16()}; threads {args.threads}")
+    print(f"cpu {cpu_vendor()}, native bf16: {cpu_has_bf16()}; threads {args.threads}")
     print("| new tokens | " + " | ".join(f"{name} ms" for name in models) + " |")
     print("|---|" + "---|" * len(models))
     for n in SIZES:
         print(f"| {n} | " + " | ".join(f"{table[name][n]:.1f}" for name in models) + " |")
     out = Path("bench/results/forward_cost.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": args.threads, "bf16_cpu": cpu_has_bf16(), "ms": table}, indent=2))
+    out.write_text(json.dumps({"threads": args.threads, "cpu_vendor": cpu_vendor(), "bf16_cpu": cpu_has_bf16(),
+                               "ms": table}, indent=2))
     print(f"wrote {out}")
 
 

@@ -97,7 +97,7 @@ def load_smollm2(dtype: torch.dtype | None = None):
         with MODEL_LOAD_LOCK:  # never beside another model load (``loading.py``)
             model, tokenizer = _load_dense_or_gguf(dense_cache_dir(), dtype)
         model.eval()
-        packed = pack_linears(model)  # bf16 only; a no-op for float32
+        packed = pack_linears(model)  # TANDEM_PACKED_LINEARS: bf16 with oneDNN bf16, float32 off Intel
         if packed:
             log.info("SmolLM2 %s: %d linears packed for oneDNN", dtype, packed)
         if tokenizer.pad_token_id is None:

@@ -1,20 +1,34 @@
-"""bf16 linear layers with their weights packed once for oneDNN.
+"""Linear layers with their weights packed once for oneDNN.
 
-Why: a plain bf16 ``F.linear`` on CPU hands oneDNN a row-major weight, which oneDNN reorders
-into its blocked (AMX) layout on every call, ~210 times per SmolLM2 forward. Packing each
-weight once (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's CPU freezing pass
-does) and calling ``torch.ops.mkldnn._linear_pointwise`` saves that: on this 2-core AMX CPU
+Why, bf16: a plain bf16 ``F.linear`` on CPU hands oneDNN a row-major weight, which oneDNN
+reorders into its blocked (AMX) layout on every call, ~210 times per SmolLM2 forward. Packing
+each weight once (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's CPU freezing
+pass does) and calling ``torch.ops.mkldnn._linear_pointwise`` saves that: on a 2-core AMX CPU
 (``python -m bench.forward_cost``, 200 cached tokens) 1/8/64-token forwards take 64.9/65.2/116.3
 ms packed against 67.4/70.3/130.3 ms plain (float32: 57.7/94.7/202.2 ms), and the ``verified``
 rule's structured outputs e025-e040 took 28.8 s packed against 33.0 s plain (40.4 s float32).
 
+Why, float32 on non-Intel CPUs: torch's float32 ``F.linear`` goes to MKL, whose GEMM for a few
+rows is slow off Intel. On a 2-core AMD EPYC (Zen 3) a 576->1536 linear takes 0.09 ms for 1
+row but 0.32 ms for 2 (oneDNN packed: 0.22), and the 49k-vocabulary head 19 ms for 2 rows
+(oneDNN packed: 4). Whole SmolLM2 forwards of 2-8 new tokens (the ``verified`` rule's checks)
+drop from 137-154 ms to 99-103 ms. For one row MKL's GEMV is the faster one (66 against 85 ms
+per forward), so one-row float32 inputs keep ``F.linear``. On Intel, MKL's float32 GEMM is the
+tuned path and ``auto`` leaves float32 alone.
+
+``TANDEM_PACKED_LINEARS`` = ``auto`` (default: bf16 where oneDNN has bf16, float32 on
+non-Intel CPUs), ``on`` (every bf16/float32 weight oneDNN can take) or ``off``.
+
 The packed path is for inference only: with autograd recording (training) a layer falls back
 to ``F.linear`` on its own weight, which it keeps (the packed copy costs as much memory again
-as the bf16 weights). The packed copy is taken at packing time: the base weights of a served
+as the weights). The packed copy is taken at packing time: the base weights of a served
 model never change (adapters are separate LoRA modules), so nothing re-packs.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,21 +37,44 @@ from torch import nn
 #: how many rows (tokens) oneDNN should expect when choosing the packed layout: the
 #: ``verified`` rule's checks and the diffusion canvases carry 2-33 tokens
 ROWS_HINT = 8
+#: values of ``TANDEM_PACKED_LINEARS``
+MODES = ("auto", "on", "off")
 
 
-def can_pack(weight: torch.Tensor) -> bool:
-    """Whether this CPU's oneDNN can run ``weight`` packed (bf16 on CPU with bf16 support)."""
-    return (
-        weight.dtype == torch.bfloat16
-        and weight.device.type == "cpu"
-        and torch.backends.mkldnn.is_available()
-        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+def packing_mode(name: str | None = None) -> str:
+    """``TANDEM_PACKED_LINEARS`` (or ``name``), checked."""
+    name = os.environ.get("TANDEM_PACKED_LINEARS", "auto") if name is None else name
+    if name not in MODES:
+        raise ValueError(f"TANDEM_PACKED_LINEARS={name!r}: use {', '.join(MODES)}")
+    return name
+
+
+def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """``vendor_id`` of the first CPU (``GenuineIntel``, ``AuthenticAMD``...), or "" if unknown."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def can_pack(weight: torch.Tensor, mode: str | None = None, vendor: str | None = None) -> bool:
+    """Whether ``weight`` should run packed for oneDNN on this CPU (see the module docstring)."""
+    mode = packing_mode(mode)
+    if mode == "off" or weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    if weight.dtype == torch.bfloat16:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if weight.dtype == torch.float32:
+        return mode == "on" or (vendor if vendor is not None else cpu_vendor()) not in ("GenuineIntel", "")
+    return False
 
 
 class PackedForward:
     """Replacement ``forward`` of one ``nn.Linear``: the packed weight when no gradient is
-    wanted, the module's own weight otherwise.
+    wanted, the module's own weight otherwise (and for one float32 row, where MKL's GEMV wins).
 
     A copy (``copy.deepcopy``, pickling) drops the packed tensor, which oneDNN cannot copy,
     and packs again from the copied weight on its first call.
@@ -56,7 +93,8 @@ class PackedForward:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         linear = self.linear
         wants_grad = torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)
-        if wants_grad or x.dtype != torch.bfloat16 or x.device.type != "cpu":
+        one_float32_row = x.dtype == torch.float32 and x.numel() == x.shape[-1]
+        if wants_grad or one_float32_row or x.dtype != linear.weight.dtype or x.device.type != "cpu":
             return F.linear(x, linear.weight, linear.bias)
         if self.packed is None:
             self.packed = self._pack()
@@ -64,17 +102,17 @@ class PackedForward:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
 
 
-def pack_linears(model: nn.Module, rows_hint: int = ROWS_HINT) -> int:
-    """Pack every bf16 ``nn.Linear`` of ``model`` that oneDNN can run; returns how many.
+def pack_linears(model: nn.Module, rows_hint: int = ROWS_HINT, mode: str | None = None) -> int:
+    """Pack every ``nn.Linear`` of ``model`` that :func:`can_pack` accepts; returns how many.
 
-    Idempotent: a packed layer is skipped. Layers of other dtypes or devices are left as
-    they are, so calling this on a float32 model is a no-op.
+    Idempotent: a packed layer is skipped. ``mode`` overrides ``TANDEM_PACKED_LINEARS``.
     """
+    mode, vendor = packing_mode(mode), cpu_vendor()
     count = 0
     for module in model.modules():
         if type(module) is not nn.Linear or is_packed(module):
             continue
-        if can_pack(module.weight):
+        if can_pack(module.weight, mode, vendor):
             module.forward = PackedForward(module, rows_hint)
             count += 1
     return count

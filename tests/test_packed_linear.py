@@ -1,4 +1,4 @@
-"""bf16 linears with oneDNN-packed weights (diffusion_engine.packed_linear)."""
+"""Linears with oneDNN-packed weights (diffusion_engine.packed_linear): bf16, and float32 off Intel."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_engine.packed_linear import can_pack, pack_linears, packed_count, unpack_linears
+from diffusion_engine.packed_linear import (
+    can_pack,
+    cpu_vendor,
+    pack_linears,
+    packed_count,
+    packing_mode,
+    unpack_linears,
+)
 
 needs_bf16 = pytest.mark.skipif(
     not can_pack(torch.zeros(1, dtype=torch.bfloat16)), reason="this CPU's oneDNN has no bf16 support"
@@ -20,9 +27,52 @@ def tiny_mlp(dtype: torch.dtype) -> nn.Module:
     return nn.Sequential(nn.Linear(64, 96), nn.SiLU(), nn.Linear(96, 32, bias=False)).to(dtype)
 
 
-def test_float32_models_are_left_alone():
+needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+
+
+def test_float32_packing_follows_the_mode_and_the_cpu_vendor(monkeypatch):
+    weight = torch.zeros(4, 4)
+    # MKL's float32 GEMM is the tuned path on Intel; elsewhere oneDNN's packed one is faster
+    assert not can_pack(weight, "auto", vendor="GenuineIntel")
+    assert not can_pack(weight, "auto", vendor="")  # unknown CPU: leave float32 alone
+    assert not can_pack(weight, "off", vendor="AuthenticAMD")
+    assert not can_pack(weight.to(torch.float16), "on")
+    if torch.backends.mkldnn.is_available():
+        assert can_pack(weight, "auto", vendor="AuthenticAMD") and can_pack(weight, "on", vendor="GenuineIntel")
     model = tiny_mlp(torch.float32)
+    monkeypatch.setenv("TANDEM_PACKED_LINEARS", "off")
     assert pack_linears(model) == 0 and packed_count(model) == 0
+    monkeypatch.setenv("TANDEM_PACKED_LINEARS", "fast")
+    with pytest.raises(ValueError, match="TANDEM_PACKED_LINEARS='fast': use auto, on, off"):
+        packing_mode()
+
+
+def test_cpu_vendor_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert cpu_vendor(info) == "AuthenticAMD"
+    assert cpu_vendor(tmp_path / "missing") == ""
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows", [1, 2, 5, 17])
+def test_packed_float32_computes_what_the_plain_one_does(rows):
+    model = tiny_mlp(torch.float32)
+    x = torch.randn(1, rows, 64)
+    with torch.inference_mode():
+        plain = model(x)
+        assert pack_linears(model, mode="on") == 2
+        packed = model(x)  # one row goes to F.linear (MKL's GEMV is faster), more rows to oneDNN
+    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_float32_training_falls_back_to_the_differentiable_weight():
+    model = tiny_mlp(torch.float32)
+    pack_linears(model, mode="on")
+    x = torch.randn(4, 64, requires_grad=True)
+    model(x).sum().backward()
+    assert x.grad is not None and model[0].weight.grad is not None
 
 
 @needs_bf16
