@@ -62,6 +62,10 @@ class GenerationParams:
     #: a looping string) and close the value (``structured/loops.py``); False = exactly AR +
     #: constrained decoding, which may run to the token budget and answer with the skeleton
     loop_guard: bool = True
+    #: rule 'verified', free text: let the adapter draft where no lookup matches, while its drafts
+    #: pay (``verified.DrafterGate``); False drafts from lookups only (prompt, answer so far).
+    #: With the step-1300 adapter lookups alone are faster on every measured set (BENCHMARKS.md)
+    adapter_drafts: bool = True
 
     def validate(self) -> None:
         if self.max_tokens <= 0:
@@ -195,7 +199,7 @@ class DiffusionEngine:
             raise ValueError("rule 'verified' drafts free text only; use another rule for templates and infill")
         with self._lock:
             cache = d.new_cache(prompt)
-            rule = VerifiedDrafting(d, prompt, block_size) if verified else make_rule(
+            rule = VerifiedDrafting(d, prompt, block_size, adapter_drafts=params.adapter_drafts) if verified else make_rule(
                 params.rule,
                 threshold=params.threshold,
                 entropy_bound=params.entropy_bound,

@@ -7,8 +7,9 @@ For each prompt of a fixed list (written for this eval, not drawn from training 
 * **AR**: greedy decoding of the base model (adapter off), one forward per token.
 * **diffusion**: ``DiffusionEngine.generate`` over :class:`SmolLM2BlockDenoiser`, greedy,
   confidence-threshold acceptance, for each (threshold, canvas size) setting.
-* **verified**: the ``verified`` rule (adapter drafts a canvas, AR base keeps the agreeing
-  prefix) for each draft canvas size; also reports how many outputs equal AR's greedy
+* **verified**: the ``verified`` rule (lookups or the adapter draft a canvas, the AR base
+  keeps the agreeing prefix) for each draft canvas size and draft source (``--drafts``:
+  ``adapter`` gated, ``lookup`` only); also reports how many outputs equal AR's greedy
   output token for token, and draft tokens kept per round.
 
 ``--set edit`` asks for edits that copy their input; ``--set infill`` cuts 1-2 lines out of
@@ -208,10 +209,12 @@ def run(args: argparse.Namespace) -> dict:
                 "prompt": text, "tokens": len(toks), "forwards": res.stats.steps, "commit_forwards": commits,
                 "seconds": sec, "ppl": ppl, "distinct3": distinct_ratio(toks), "finish": res.finish_reason,
                 "text": tokenizer.decode(toks)}))
-        for canvas in [int(c) for c in args.verified.split(",") if c]:
-            params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="verified", block_size=canvas)
+        for canvas, drafts in [(int(c), s) for c in args.verified.split(",") if c for s in args.drafts.split(",") if s]:
+            params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="verified", block_size=canvas,
+                                      adapter_drafts=drafts == "adapter")
             res, toks, sec, ppl = timed_generation(engine, prompt, params, eos, end_id)
-            rows.setdefault(f"verified c={canvas}", []).append(scored({
+            name = f"verified c={canvas}" + (" lookup-only" if drafts == "lookup" else "")
+            rows.setdefault(name, []).append(scored({
                 "prompt": text, "tokens": len(toks), "forwards": res.stats.steps, "rounds": res.stats.blocks,
                 "drafted": res.stats.drafted, "draft_accepted": res.stats.draft_accepted,
                 "identical_to_ar": toks == rows["ar"][-1]["token_ids"], "seconds": sec, "ppl": ppl,
@@ -269,6 +272,13 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def drafts_arg(value: str) -> str:
+    unknown = {s for s in value.split(",") if s} - {"adapter", "lookup"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown draft source(s) {sorted(unknown)}: use adapter, lookup")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--adapter", type=Path, default=None, help="adapter folder (default: the shipped one)")
@@ -276,6 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--thresholds", default="0.9,0.7", help="comma-separated confidence thresholds")
     ap.add_argument("--canvas", default="32", help="comma-separated canvas (sub-block) sizes")
     ap.add_argument("--verified", default="8,16", help="comma-separated draft sizes of the verified rule ('' = none)")
+    ap.add_argument("--drafts", default="adapter,lookup", type=drafts_arg,
+                    help="draft sources of the verified rule, comma-separated: adapter (the adapter drafts where "
+                         "no lookup matches, gated) and/or lookup (lookups only, the default policy's setting)")
     ap.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
                     help="resident model dtype (default: what the gateway serves, TANDEM_EMBEDDED_DTYPE=auto)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))

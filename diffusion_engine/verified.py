@@ -4,10 +4,10 @@ Each round (one or two forwards of one resident model):
 
 1. **draft**: when the last emitted tokens occur in the prompt or earlier in the answer,
    what followed them there (lookup: free, and right for edits, code changes and
-   repeated structure); otherwise, while the adapter's drafts pay for their forward
-   (:class:`DrafterGate`), commit the tokens emitted since the last draft (adapter on) and
-   denoise an all-mask canvas of ``block_size`` positions after them, and take the canvas
-   argmax; else no draft (the round is a plain AR step);
+   repeated structure); otherwise, with ``adapter_drafts`` and while the adapter's drafts
+   pay for their forward (:class:`DrafterGate`), commit the tokens emitted since the last
+   draft (adapter on) and denoise an all-mask canvas of ``block_size`` positions after them,
+   and take the canvas argmax; else no draft (the round is a plain AR step);
 2. **verify** (adapter off, i.e. the AR model): one causal forward over
    ``[last emitted token, d_1 .. d_k]`` gives the AR choice ``a_i`` at every draft
    position (argmax at temperature 0, else a sample with the request's generator);
@@ -89,7 +89,7 @@ class VerifiedDrafting:
     monotone = True
 
     def __init__(self, denoiser: DraftVerifier, prompt_ids: torch.Tensor, draft_len: int,
-                 gate: DrafterGate | None = None) -> None:
+                 gate: DrafterGate | None = None, adapter_drafts: bool = True) -> None:
         if not isinstance(denoiser, DraftVerifier):
             raise ValueError(
                 f"rule 'verified' needs a denoiser that can also verify as an AR model; "
@@ -105,8 +105,9 @@ class VerifiedDrafting:
         self.in_drafter = 0  # emitted tokens already committed to the drafter's cache
         self.lookup = DraftLookup([torch.as_tensor(prompt_ids).tolist()], min_ngram=2)
         self.banned = getattr(denoiser, "mask_token_id", None)
-        #: when the adapter drafts (``DrafterGate(min_kept=0)``: every round a lookup does not cover)
-        self.gate = DrafterGate() if gate is None else gate
+        #: when the adapter drafts (``DrafterGate(min_kept=0)``: every round a lookup does not
+        #: cover; None: never, drafts come from lookups only)
+        self.gate = (DrafterGate() if gate is None else gate) if adapter_drafts else None
 
     def round(self, run: Any, room: int) -> Round:
         """One round for ``run`` (a GenerationRun) that emits at most ``room`` tokens."""
@@ -118,7 +119,7 @@ class VerifiedDrafting:
         if k and not draft:
             draft = OutputLookup(run.tokens, min_ngram=2).propose(run.tokens, k)
         forwards, adapter = 0, False
-        if k and not draft and self.gate.wanted(len(run.tokens)):
+        if k and not draft and self.gate is not None and self.gate.wanted(len(run.tokens)):
             pending = torch.tensor(run.tokens[self.in_drafter :], dtype=torch.long)
             logits, run.cache = d.draft_logits(run.cache, pending, k)
             self.in_drafter = len(run.tokens)
@@ -135,7 +136,7 @@ class VerifiedDrafting:
         # keep the verifier's K/V of [last, d_1 .. d_n]; its own token a_{n+1} is held back
         d.verifier_rollback(self.verifier, k - n)
         self.last = choices[n]
-        if adapter:
+        if adapter and self.gate is not None:
             self.gate.record(n, len(run.tokens))
         return Round(tokens=[*draft[:n], choices[n]], drafted=k, accepted=n, forwards=forwards)
 

@@ -44,7 +44,10 @@ Format (version 1)
                     ``confidence_threshold`` (> 0), ``stop_on_eos`` (bool), ``loop_guard``
                     (bool, default true; rule ``verified``, structured outputs: cut a runaway
                     repetition such as an array item repeated until the token budget, and
-                    close the value; false keeps exactly AR + constrained decoding).
+                    close the value; false keeps exactly AR + constrained decoding),
+                    ``adapter_drafts`` (bool, default true; rule ``verified``, free text: the
+                    adapter drafts where no lookup in the prompt or the answer matches, while
+                    its drafts are kept deep enough to pay; false drafts from lookups only).
 
 ``models`` (optional mapping alias -> settings): names clients send as ``model``.
     ``description`` free text (shown by ``/v1/models``).

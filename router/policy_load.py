@@ -71,7 +71,7 @@ def _read_engine(r: Reader, loc: Located, path: str) -> dict:
             engine[key] = r.number(value, where, minimum=0, exclusive_minimum=True)
         elif key == "final_temperature":
             engine[key] = r.number(value, where, minimum=0)
-        elif key in ("stop_on_eos", "loop_guard"):
+        elif key in ("stop_on_eos", "loop_guard", "adapter_drafts"):
             engine[key] = r.boolean(value, where)
         elif key == "rule":
             engine[key] = r.string(value, where, choices=ENGINE_RULES)

@@ -263,7 +263,7 @@ PARAM_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop",
 #: (duplicated rather than imported so loading a policy does not import torch; a test
 #: keeps the two in sync)
 ENGINE_KEYS = ("block_size", "rule", "threshold", "max_steps", "final_temperature", "entropy_bound",
-               "stability_threshold", "confidence_threshold", "stop_on_eos", "loop_guard")
+               "stability_threshold", "confidence_threshold", "stop_on_eos", "loop_guard", "adapter_drafts")
 ENGINE_RULES = ("threshold", "low_confidence", "entropy_bound", "verified")
 #: models whose denoiser can also verify drafts as an AR model (the ``verified`` rule)
 VERIFIED_MODELS = ("embedded/smollm2-diffusion",)

@@ -260,6 +260,8 @@ def test_yaml_syntax_error_names_line():
      "(embedded/smollm2-diffusion); 'diffusion_gemma:/ckpt' cannot: use threshold, low_confidence or entropy_bound"),
     ("backends:\n  x: {kind: diffusion, model: embedded/smollm2-diffusion, engine: {loop_guard: 'off'}}\n",
      "backends.x.engine.loop_guard: expected true or false, got string 'off'"),
+    ("backends:\n  x: {kind: diffusion, model: embedded/smollm2-diffusion, engine: {adapter_drafts: 0}}\n",
+     "backends.x.engine.adapter_drafts: expected true or false, got integer 0"),
     ("backends:\n  x: {kind: ar, model: embedded/smol}\n",
      "backends.x.model: unknown embedded model 'embedded/smol' (did you mean 'embedded/smollm2'?); "
      "embedded models: embedded/smollm2, embedded/smollm2-diffusion"),

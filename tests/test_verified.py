@@ -158,3 +158,20 @@ def test_a_lookup_shorter_than_the_canvas_is_verified_as_is():
     out = DiffusionEngine(d).generate(prompt, params)
     assert out.token_ids == ar_greedy(d, prompt, 10, stop=None)
     assert 0 < out.stats.drafted < 8 * out.stats.blocks
+
+
+def test_without_adapter_drafts_only_lookups_draft():
+    """``adapter_drafts=False``: the adapter never drafts (no drafter forward at all; a round is
+    a lookup's check or one AR step), and the output is AR greedy."""
+    d = tiny_denoiser(1, 0.05)
+    prompt = [7, 8, 9, 10, 11, 7, 8, 9, 10, 11]  # repeated, so the answer may copy it
+    drafter_calls = []
+    draft = d.draft_logits
+    d.draft_logits = lambda *a, **k: (drafter_calls.append(1), draft(*a, **k))[1]
+    params = GenerationParams(max_tokens=30, rule="verified", stop_on_eos=False, adapter_drafts=False)
+    out = DiffusionEngine(d).generate(prompt, params)
+    assert out.token_ids == ar_greedy(d, prompt, 30, stop=None)
+    assert drafter_calls == [] and out.stats.steps == out.stats.blocks  # one verify forward per round
+    with_adapter = DiffusionEngine(d).generate(prompt, GenerationParams(max_tokens=30, rule="verified",
+                                                                       stop_on_eos=False))
+    assert drafter_calls and with_adapter.token_ids == out.token_ids
