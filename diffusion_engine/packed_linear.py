@@ -12,9 +12,12 @@ Why, float32 on non-Intel CPUs: torch's float32 ``F.linear`` goes to MKL, whose 
 rows is slow off Intel. On a 2-core AMD EPYC (Zen 3) a 576->1536 linear takes 0.09 ms for 1
 row but 0.32 ms for 2 (oneDNN packed: 0.22), and the 49k-vocabulary head 19 ms for 2 rows
 (oneDNN packed: 4). Whole SmolLM2 forwards of 2-8 new tokens (the ``verified`` rule's checks)
-drop from 137-154 ms to 99-103 ms. For one row MKL's GEMV is the faster one (66 against 85 ms
-per forward), so one-row float32 inputs keep ``F.linear``. On Intel, MKL's float32 GEMM is the
-tuned path and ``auto`` leaves float32 alone.
+drop from 137-154 ms to 99-103 ms. For one row MKL's GEMV is the faster one on the decoder's
+weights (576x1536: 0.08 against 0.10 ms) but not on large ones (576x8192: 1.08 against 0.75 ms;
+the 49k-vocabulary head: 9.0 against 7.0 ms), so one-row float32 inputs keep ``F.linear`` below
+:data:`ONE_ROW_PACKED_FROM` weight elements: an AR step then takes 3-4 ms less than with every
+one-row input on ``F.linear`` (55-61 against 59-63 ms, three runs) and ~85 ms with none. On Intel, MKL's float32 GEMM is the tuned path
+and ``auto`` leaves float32 alone.
 
 ``TANDEM_PACKED_LINEARS`` = ``auto`` (default: bf16 where oneDNN has bf16, float32 on
 non-Intel CPUs), ``on`` (every bf16/float32 weight oneDNN can take) or ``off``.
@@ -37,6 +40,8 @@ from torch import nn
 #: how many rows (tokens) oneDNN should expect when choosing the packed layout: the
 #: ``verified`` rule's checks and the diffusion canvases carry 2-33 tokens
 ROWS_HINT = 8
+#: float32 weights with at least this many elements run packed for one row too (see above)
+ONE_ROW_PACKED_FROM = 4_000_000
 #: values of ``TANDEM_PACKED_LINEARS``
 MODES = ("auto", "on", "off")
 
@@ -74,7 +79,8 @@ def can_pack(weight: torch.Tensor, mode: str | None = None, vendor: str | None =
 
 class PackedForward:
     """Replacement ``forward`` of one ``nn.Linear``: the packed weight when no gradient is
-    wanted, the module's own weight otherwise (and for one float32 row, where MKL's GEMV wins).
+    wanted, the module's own weight otherwise (and for one float32 row of a weight smaller than
+    :data:`ONE_ROW_PACKED_FROM`, where MKL's GEMV wins).
 
     A copy (``copy.deepcopy``, pickling) drops the packed tensor, which oneDNN cannot copy,
     and packs again from the copied weight on its first call.
@@ -93,8 +99,9 @@ class PackedForward:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         linear = self.linear
         wants_grad = torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)
-        one_float32_row = x.dtype == torch.float32 and x.numel() == x.shape[-1]
-        if wants_grad or one_float32_row or x.dtype != linear.weight.dtype or x.device.type != "cpu":
+        one_row = x.numel() == x.shape[-1]
+        gemv = x.dtype == torch.float32 and one_row and linear.weight.numel() < ONE_ROW_PACKED_FROM
+        if wants_grad or gemv or x.dtype != linear.weight.dtype or x.device.type != "cpu":
             return F.linear(x, linear.weight, linear.bias)
         if self.packed is None:
             self.packed = self._pack()

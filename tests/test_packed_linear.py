@@ -67,6 +67,20 @@ def test_packed_float32_computes_what_the_plain_one_does(rows):
 
 
 @needs_onednn
+def test_one_float32_row_runs_packed_on_large_weights(monkeypatch):
+    from diffusion_engine import packed_linear
+
+    monkeypatch.setattr(packed_linear, "ONE_ROW_PACKED_FROM", 1)  # every weight counts as large
+    model = tiny_mlp(torch.float32)
+    x = torch.randn(1, 64)
+    with torch.inference_mode():
+        plain = model(x)
+        pack_linears(model, mode="on")
+        packed = model(x)
+    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
 def test_float32_training_falls_back_to_the_differentiable_weight():
     model = tiny_mlp(torch.float32)
     pack_linears(model, mode="on")
