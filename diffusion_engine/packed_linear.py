@@ -16,8 +16,8 @@ drop from 137-154 ms to 99-103 ms. For one row MKL's GEMV is the faster one on t
 weights (576x1536: 0.08 against 0.10 ms) but not on large ones (576x8192: 1.08 against 0.75 ms;
 the 49k-vocabulary head: 9.0 against 7.0 ms), so one-row float32 inputs keep ``F.linear`` below
 :data:`ONE_ROW_PACKED_FROM` weight elements: an AR step then takes 3-4 ms less than with every
-one-row input on ``F.linear`` (55-61 against 59-63 ms, three runs) and ~85 ms with none. On Intel, MKL's float32 GEMM is the tuned path
-and ``auto`` leaves float32 alone.
+one-row input on ``F.linear`` (55-61 against 59-63 ms, three runs), and ~85 ms with none. On
+Intel, MKL's float32 GEMM is the tuned path and ``auto`` leaves float32 alone.
 
 ``TANDEM_PACKED_LINEARS`` = ``auto`` (default: bf16 where oneDNN has bf16, float32 on
 non-Intel CPUs), ``on`` (every bf16/float32 weight oneDNN can take) or ``off``.

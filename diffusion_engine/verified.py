@@ -20,7 +20,8 @@ sample of the AR distribution; the draft only decides how many tokens one verify
 forward yields. An adapter round (a drafter and a verify forward over the canvas) costs
 about four AR steps in float32 on a 2-core CPU, so it pays only when drafts are kept
 several tokens deep; the gate stops drafting with the adapter when they are not, so the
-rule is never much slower than AR (see BENCHMARKS.md).
+rule is never much slower than AR. With ``adapter_drafts=False`` only lookups draft: the
+default policy's setting, faster with the shipped adapter (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
