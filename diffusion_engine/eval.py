@@ -104,10 +104,14 @@ def infill_scores(answer: str, reference: str) -> dict[str, float]:
             "similarity": difflib.SequenceMatcher(None, "\n".join(got[: len(want)]), "\n".join(want)).ratio()}
 
 
-def eval_tasks(name: str, limit: int) -> list[tuple[str, str | None]]:
-    if name == "infill":
+def eval_tasks(name: str, limit: int, prompts_file: Path | None = None) -> list[tuple[str, str | None]]:
+    """(prompt, reference or None) pairs of a set, or one prompt per line of ``prompts_file``."""
+    if prompts_file is not None:
+        prompts = [line for line in prompts_file.read_text().splitlines() if line.strip()]
+    elif name == "infill":
         return infill_tasks(limit or 24)
-    prompts = PROMPT_SETS[name]
+    else:
+        prompts = PROMPT_SETS[name]
     return [(p, None) for p in (prompts[:limit] if limit else prompts)]
 
 
@@ -182,7 +186,7 @@ def run(args: argparse.Namespace) -> dict:
     engine = DiffusionEngine(denoiser)
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     eos = set(denoiser.eos_token_ids) | {end_id}
-    tasks = eval_tasks(args.set, args.limit)
+    tasks = eval_tasks(args.set, args.limit, args.prompts)
     settings = [(float(t), int(c)) for t in args.thresholds.split(",") if t for c in args.canvas.split(",")]
 
     rows: dict[str, list[dict]] = {"ar": []}
@@ -226,7 +230,7 @@ def run(args: argparse.Namespace) -> dict:
         s["ppl_ratio"] = s["ppl_geo"] / ar_ppl
         s["speedup_vs_ar"] = s["tokens_per_s"] / summary["ar"]["tokens_per_s"]
     return {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "adapter": str(args.adapter or "shipped"),
-            "dtype": str(dtype).removeprefix("torch."), "threads": args.threads, "set": args.set, "max_tokens": args.max_tokens,
+            "dtype": str(dtype).removeprefix("torch."), "threads": args.threads, "set": str(args.prompts or args.set), "max_tokens": args.max_tokens,
             "cpu_load_note": "shared 2-core machine; absolute tokens/s are noisy, compare rows of one run",
             "summary": summary, "rows": rows}
 
@@ -296,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", default="free", choices=sorted(PROMPT_SETS),
                     help="free: open-ended prompts; edit: answers that copy their input; "
                          "infill: held-out code with lines cut out, scored against the missing lines")
+    ap.add_argument("--prompts", type=Path, default=None,
+                    help="a file of prompts, one per line, instead of --set (e.g. a training run's own instructions)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     result = run(args)

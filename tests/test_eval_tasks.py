@@ -51,3 +51,11 @@ def test_extract_summary_compares_with_ar_in_float32_alone():
     assert verified["wall_clock_speedup_vs_ar_float32"] == 11 / 3
     assert verified["per_task_median_speedup_vs_ar_float32"] == 3.5
     assert "wall_clock_speedup_vs_ar" not in verified and "by_ar_outcome" not in verified
+
+
+def test_a_prompts_file_replaces_the_set(tmp_path):
+    prompts = tmp_path / "seen.txt"
+    prompts.write_text("Write a haiku about dinosaurs.\n\nWhy is photosynthesis important?\n")
+    assert eval_tasks("free", 0, prompts) == [("Write a haiku about dinosaurs.", None),
+                                               ("Why is photosynthesis important?", None)]
+    assert eval_tasks("free", 1, prompts) == [("Write a haiku about dinosaurs.", None)]
