@@ -28,7 +28,7 @@ from .sampling import (
     temperature_at,
 )
 from .template import MASK, CanvasTemplate
-from .verified import VerifiedDrafting, first_stop
+from .verified import DrafterGate, VerifiedDrafting, first_stop
 
 Rule = Literal["threshold", "low_confidence", "entropy_bound", "verified"]
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -199,7 +199,8 @@ class DiffusionEngine:
             raise ValueError("rule 'verified' drafts free text only; use another rule for templates and infill")
         with self._lock:
             cache = d.new_cache(prompt)
-            rule = VerifiedDrafting(d, prompt, block_size, adapter_drafts=params.adapter_drafts) if verified else make_rule(
+            gate = DrafterGate() if params.adapter_drafts else None  # None: lookup drafts only
+            rule = VerifiedDrafting(d, prompt, block_size, gate=gate) if verified else make_rule(
                 params.rule,
                 threshold=params.threshold,
                 entropy_bound=params.entropy_bound,

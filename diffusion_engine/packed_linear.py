@@ -89,18 +89,20 @@ class PackedForward:
     def __init__(self, linear: nn.Linear, rows_hint: int = ROWS_HINT):
         self.linear, self.rows_hint = linear, rows_hint
         self.packed: torch.Tensor | None = self._pack()
+        #: one row goes to MKL's GEMV: float32 weights below ONE_ROW_PACKED_FROM (decided once)
+        self.one_row_gemv = (linear.weight.dtype == torch.float32
+                             and linear.weight.numel() < ONE_ROW_PACKED_FROM)
 
     def _pack(self) -> torch.Tensor:
         return torch.ops.mkldnn._reorder_linear_weight(self.linear.weight.detach(), self.rows_hint)
 
     def __getstate__(self) -> dict:
-        return {"linear": self.linear, "rows_hint": self.rows_hint, "packed": None}
+        return {**self.__dict__, "packed": None}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         linear = self.linear
         wants_grad = torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)
-        one_row = x.numel() == x.shape[-1]
-        gemv = x.dtype == torch.float32 and one_row and linear.weight.numel() < ONE_ROW_PACKED_FROM
+        gemv = self.one_row_gemv and x.numel() == x.shape[-1]
         if wants_grad or gemv or x.dtype != linear.weight.dtype or x.device.type != "cpu":
             return F.linear(x, linear.weight, linear.bias)
         if self.packed is None:

@@ -89,8 +89,8 @@ class VerifiedDrafting:
 
     monotone = True
 
-    def __init__(self, denoiser: DraftVerifier, prompt_ids: torch.Tensor, draft_len: int,
-                 gate: DrafterGate | None = None, adapter_drafts: bool = True) -> None:
+    def __init__(self, denoiser: DraftVerifier, prompt_ids: torch.Tensor, draft_len: int, *,
+                 gate: DrafterGate | None) -> None:
         if not isinstance(denoiser, DraftVerifier):
             raise ValueError(
                 f"rule 'verified' needs a denoiser that can also verify as an AR model; "
@@ -108,7 +108,7 @@ class VerifiedDrafting:
         self.banned = getattr(denoiser, "mask_token_id", None)
         #: when the adapter drafts (``DrafterGate(min_kept=0)``: every round a lookup does not
         #: cover; None: never, drafts come from lookups only)
-        self.gate = (DrafterGate() if gate is None else gate) if adapter_drafts else None
+        self.gate = gate
 
     def round(self, run: Any, room: int) -> Round:
         """One round for ``run`` (a GenerationRun) that emits at most ``room`` tokens."""
@@ -119,8 +119,9 @@ class VerifiedDrafting:
         draft: list[int] = self.lookup.propose(run.tokens, k) if k else []
         if k and not draft:
             draft = OutputLookup(run.tokens, min_ngram=2).propose(run.tokens, k)
+        gate = self.gate if k and not draft else None
         forwards, adapter = 0, False
-        if k and not draft and self.gate is not None and self.gate.wanted(len(run.tokens)):
+        if gate is not None and gate.wanted(len(run.tokens)):
             pending = torch.tensor(run.tokens[self.in_drafter :], dtype=torch.long)
             logits, run.cache = d.draft_logits(run.cache, pending, k)
             self.in_drafter = len(run.tokens)
@@ -137,8 +138,8 @@ class VerifiedDrafting:
         # keep the verifier's K/V of [last, d_1 .. d_n]; its own token a_{n+1} is held back
         d.verifier_rollback(self.verifier, k - n)
         self.last = choices[n]
-        if adapter and self.gate is not None:
-            self.gate.record(n, len(run.tokens))
+        if adapter and gate is not None:
+            gate.record(n, len(run.tokens))
         return Round(tokens=[*draft[:n], choices[n]], drafted=k, accepted=n, forwards=forwards)
 
 
