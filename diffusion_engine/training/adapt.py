@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     t0 = time.time()
     with lm.adapter_off():  # the AR teacher is the untouched base
-        examples = build_dataset(model, tokenizer, cfg["data"], cfg["seed"], RUNS / "data")
+        examples = build_dataset(model, tokenizer, cfg["data"], cfg["seed"], RUNS / "data", cfg["adapter"]["pad_token_id"])
     log.info("dataset: %d examples (%.0fs); lora params %d; threads %d", len(examples), time.time() - t0,
              lm.lora.num_parameters(), threads)
     max_minutes = args.max_minutes if args.max_minutes is not None else cfg["train"].get("max_minutes")

@@ -10,9 +10,16 @@ Four sources, all generated on this machine, none from ``shared/eval/``:
   the answer is the missing span.
 * ``edit``: deterministic text edits (replace / delete a word, case changes, typo fixes)
   applied to sentences of the distilled answers.
+* ``skeleton``: synthetic extraction requests (``records.py``) whose answer is the exact
+  canvas the structured-output engine fills: the schema's skeleton with every value
+  written into its slot and padded. Skeleton text is given (never masked, never a
+  target); slot tokens, pads after short values and gates are targets.
+* ``reuse``: ``{config: other.yaml, n: N}`` takes N examples of another config's data set
+  (built, or loaded from its cache), so a later phase replays earlier data.
 
 Every example is ``(prompt_ids, answer_ids)`` where the prompt is the chat template with
-the generation header and the answer ends with ``<|im_end|>``.
+the generation header and the answer ends with ``<|im_end|>`` (skeleton answers end with
+the canvas, as at inference, and carry a role per token).
 """
 
 from __future__ import annotations
@@ -27,8 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
+from diffusion_engine.structured.errors import UnsupportedSchemaError
+from diffusion_engine.structured.fillers import filling_for_value
+from diffusion_engine.structured.layout import layout_for
 from diffusion_engine.training.layout import Example
+from diffusion_engine.training.records import extraction_task
 
 log = logging.getLogger(__name__)
 
@@ -284,14 +296,39 @@ def greedy_answers(model, tokenizer, prompts: list[list[int]], max_new: int, bat
     return answers
 
 
-def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path) -> list[Example]:
-    """Generate (or load from ``cache_dir``) the training examples described by ``cfg``."""
+def skeleton_rows(n: int, rng: random.Random, tokenizer, vocab_size: int, pad_id: int) -> list[dict]:
+    """``n`` extraction examples whose answers are filled canvases (with token roles)."""
+    rows, attempts = [], 0
+    while len(rows) < n and attempts < 3 * n:
+        attempts += 1
+        task = extraction_task(rng)
+        try:
+            layout = layout_for(task.schema, tokenizer, vocab_size=vocab_size, pad_id=pad_id)
+        except UnsupportedSchemaError:
+            continue
+        gold = filling_for_value(layout, task.gold)
+        if gold is None:  # a value the skeleton cannot hold (too long for its slot...)
+            continue
+        prompt = list(tokenizer.apply_chat_template(task.messages, add_generation_prompt=True, tokenize=True,
+                                                    return_dict=False))
+        rows.append({"source": "skeleton", "prompt": prompt, "answer": gold[0], "roles": gold[1]})
+    return rows
+
+
+def _example(row: dict) -> Example:
+    roles = row.get("roles")
+    return Example(tuple(row["prompt"]), tuple(row["answer"]), tuple(roles) if roles is not None else None)
+
+
+def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path, pad_id: int = 0) -> list[Example]:
+    """Generate (or load from ``cache_dir``) the training examples described by ``cfg``.
+    ``pad_id`` pads skeleton slots (the adapter's pad token, as the structured engine uses it)."""
     key = hashlib.sha256(json.dumps({"cfg": cfg, "seed": seed, "v": 1}, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir / f"examples-{key}.jsonl"
     if path.exists():
         rows = [json.loads(l) for l in path.read_text().splitlines()]
         log.info("loaded %d cached examples from %s", len(rows), path)
-        return [Example(tuple(r["prompt"]), tuple(r["answer"])) for r in rows]
+        return [_example(r) for r in rows]
     rng = random.Random(seed)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     max_prompt, max_answer = cfg["max_prompt_tokens"], cfg["max_answer_tokens"]
@@ -310,14 +347,23 @@ def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path) -> li
     for pair in pairs:
         ans = tokenizer(pair.answer, add_special_tokens=False)["input_ids"] + [eos]
         rows.append({"source": pair.source, "prompt": chat_prompt_ids(tokenizer, pair.instruction), "answer": ans})
+    rows += skeleton_rows(cfg.get("skeleton", 0), rng, tokenizer, model.config.vocab_size, pad_id)
     rows = [r for r in rows if len(r["prompt"]) <= max_prompt]
     for r in rows:
         r["answer"] = r["answer"][:max_answer]
+        if "roles" in r:
+            r["roles"] = r["roles"][:max_answer]
+    if cfg.get("reuse"):
+        reuse = cfg["reuse"]
+        other = yaml.safe_load(Path(reuse["config"]).read_text())
+        earlier = build_dataset(model, tokenizer, other["data"], other["seed"], cache_dir, pad_id)
+        rows += [{"source": "reuse", "prompt": list(e.prompt_ids), "answer": list(e.answer_ids)}
+                 for e in rng.sample(earlier, min(reuse["n"], len(earlier)))]
     rng.shuffle(rows)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tmp.rename(path)
-    counts = {s: sum(r["source"] == s for r in rows) for s in ("distill", "json", "code", "edit")}
+    counts = {s: sum(r["source"] == s for r in rows) for s in ("distill", "json", "code", "edit", "skeleton", "reuse")}
     log.info("wrote %d examples to %s: %s", len(rows), path, counts)
-    return [Example(tuple(r["prompt"]), tuple(r["answer"])) for r in rows]
+    return [_example(r) for r in rows]

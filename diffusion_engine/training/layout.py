@@ -11,6 +11,9 @@
 * Token shift: the target at answer index ``u`` is predicted from the hidden state of
   index ``u-1`` in the same noisy copy, except at a block start, where (as at
   inference) the last clean token before the block predicts it.
+* Skeleton answers (``Example.roles``) keep their fixed text clean in both copies, the
+  view the engine gives the denoiser of a structured-output canvas; only slot tokens are
+  masked and supervised.
 * Padding after the answer's ``<|im_end|>`` is, by default, a mask token in both copies
   and never a target: the engine stops at the first accepted EOS, so nothing needs to be
   predicted there, and supervising pads taught a strong "the answer ends here" prior at
@@ -27,6 +30,9 @@ from dataclasses import dataclass
 
 import torch
 
+# roles of skeleton answer tokens: given text, a supervised token, a position nothing is asked of
+from diffusion_engine.structured.fillers import FIXED, IGNORED, TARGET
+
 N_COPIES = 2
 
 
@@ -34,6 +40,10 @@ N_COPIES = 2
 class Example:
     prompt_ids: tuple[int, ...]
     answer_ids: tuple[int, ...]
+    #: per answer token (skeleton canvases): FIXED tokens stay clean in both noisy copies and
+    #: are never targets, as the engine's fixed template text; IGNORED ones are masked in both
+    #: and never targets. None: every answer token is a TARGET
+    roles: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -94,6 +104,14 @@ def pack(
         is_pad = torch.arange(a) >= len(ex.answer_ids)
         if not supervise_padding:
             copy_masks = [m | is_pad for m in copy_masks]
+        if ex.roles is not None:
+            if len(ex.roles) != len(ex.answer_ids):
+                raise ValueError(f"example {n}: {len(ex.roles)} roles for {len(ex.answer_ids)} answer tokens")
+            roles = torch.tensor(list(ex.roles) + [IGNORED] * (a - len(ex.roles)))
+            copy_masks = [(m & (roles != FIXED)) | (roles == IGNORED) for m in copy_masks]
+        not_target = (roles != TARGET) if ex.roles is not None else torch.zeros(a, dtype=torch.bool)
+        if not supervise_padding:
+            not_target |= is_pad
         # clean prompt + clean answer
         clean = list(ex.prompt_ids) + answer
         ids += clean
@@ -109,7 +127,7 @@ def pack(
             kind += [c] * a
             block += [u // block_size for u in range(a)]
             sample += [n] * a
-            supervised = m if supervise_padding else m & ~is_pad
+            supervised = m & ~not_target
             for u in torch.nonzero(supervised).flatten().tolist():
                 src = offset + p + u - 1 if u % block_size == 0 else start + u - 1
                 sources.append(src)
