@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -88,6 +89,13 @@ def test_fixed_text_stays_clean_and_only_targets_are_supervised():
         pack([Example((7,), (10, 11), roles=(FIXED,))], 4, MASK, PAD, torch.Generator())
 
 
+def test_skeleton_data_needs_the_engines_terminator():
+    from diffusion_engine.training.data import build_dataset
+
+    with pytest.raises(ValueError, match="slot_pad_id"):
+        build_dataset(None, None, {"skeleton": 4}, 0, Path("/nonexistent"))
+
+
 def test_synthetic_extraction_tasks_are_valid_and_grounded():
     for seed in range(200):
         a, b = extraction_task(random.Random(seed)), extraction_task(random.Random(seed))
@@ -103,8 +111,11 @@ def test_skeleton_rows_are_prompts_plus_filled_canvases(tok):
     tok = tok.__class__(tokenizer_object=tok.backend_tokenizer, pad_token="<pad>", eos_token="<eos>",
                         bos_token="<bos>", additional_special_tokens=["<extra>"])
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
-    rows = skeleton_rows(30, random.Random(0), tok, len(tok), PAD)
+    terminator = tok.convert_tokens_to_ids("<extra>")  # as choose_terminator picks for a pad that is EOS
+    rows = skeleton_rows(30, random.Random(0), tok, len(tok), terminator)
     assert rows  # the character tokenizer cannot spell every name; those records are skipped
     for row in rows:
         assert len(row["roles"]) == len(row["answer"]) and TARGET in row["roles"]
         assert tok.decode(row["answer"][:1]) == "{"
+        targets = [t for t, r in zip(row["answer"], row["roles"]) if r == TARGET]
+        assert terminator in targets and PAD not in row["answer"]  # slots end with the engine's terminator

@@ -296,14 +296,15 @@ def greedy_answers(model, tokenizer, prompts: list[list[int]], max_new: int, bat
     return answers
 
 
-def skeleton_rows(n: int, rng: random.Random, tokenizer, vocab_size: int, pad_id: int) -> list[dict]:
-    """``n`` extraction examples whose answers are filled canvases (with token roles)."""
+def skeleton_rows(n: int, rng: random.Random, tokenizer, vocab_size: int, slot_pad_id: int) -> list[dict]:
+    """``n`` extraction examples whose answers are filled canvases (with token roles), slots
+    padded with ``slot_pad_id``: the terminator the structured engine uses at inference."""
     rows, attempts = [], 0
     while len(rows) < n and attempts < 3 * n:
         attempts += 1
         task = extraction_task(rng)
         try:
-            layout = layout_for(task.schema, tokenizer, vocab_size=vocab_size, pad_id=pad_id)
+            layout = layout_for(task.schema, tokenizer, vocab_size=vocab_size, pad_id=slot_pad_id)
         except UnsupportedSchemaError:
             continue
         gold = filling_for_value(layout, task.gold)
@@ -320,10 +321,15 @@ def _example(row: dict) -> Example:
     return Example(tuple(row["prompt"]), tuple(row["answer"]), tuple(roles) if roles is not None else None)
 
 
-def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path, pad_id: int = 0) -> list[Example]:
+def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path,
+                  slot_pad_id: int | None = None) -> list[Example]:
     """Generate (or load from ``cache_dir``) the training examples described by ``cfg``.
-    ``pad_id`` pads skeleton slots (the adapter's pad token, as the structured engine uses it)."""
-    key = hashlib.sha256(json.dumps({"cfg": cfg, "seed": seed, "v": 1}, sort_keys=True).encode()).hexdigest()[:12]
+    ``slot_pad_id`` pads skeleton slots: the engine's terminator (``choose_terminator``), which is
+    not the adapter's pad token when that token is an EOS id (SmolLM2: ``<|endoftext|>``)."""
+    if cfg.get("skeleton") and slot_pad_id is None:
+        raise ValueError("data.skeleton needs slot_pad_id: the terminator the structured engine pads slots with")
+    keyed = {"cfg": cfg, "seed": seed, "v": 1} | ({"slot_pad_id": slot_pad_id} if cfg.get("skeleton") else {})
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir / f"examples-{key}.jsonl"
     if path.exists():
         rows = [json.loads(l) for l in path.read_text().splitlines()]
@@ -347,7 +353,7 @@ def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path, pad_i
     for pair in pairs:
         ans = tokenizer(pair.answer, add_special_tokens=False)["input_ids"] + [eos]
         rows.append({"source": pair.source, "prompt": chat_prompt_ids(tokenizer, pair.instruction), "answer": ans})
-    rows += skeleton_rows(cfg.get("skeleton", 0), rng, tokenizer, model.config.vocab_size, pad_id)
+    rows += skeleton_rows(cfg.get("skeleton", 0), rng, tokenizer, model.config.vocab_size, slot_pad_id)
     rows = [r for r in rows if len(r["prompt"]) <= max_prompt]
     for r in rows:
         r["answer"] = r["answer"][:max_answer]
@@ -356,7 +362,7 @@ def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path, pad_i
     if cfg.get("reuse"):
         reuse = cfg["reuse"]
         other = yaml.safe_load(Path(reuse["config"]).read_text())
-        earlier = build_dataset(model, tokenizer, other["data"], other["seed"], cache_dir, pad_id)
+        earlier = build_dataset(model, tokenizer, other["data"], other["seed"], cache_dir, slot_pad_id)
         rows += [{"source": "reuse", "prompt": list(e.prompt_ids), "answer": list(e.answer_ids)}
                  for e in rng.sample(earlier, min(reuse["n"], len(earlier)))]
     rng.shuffle(rows)
