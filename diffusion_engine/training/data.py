@@ -363,8 +363,9 @@ def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path,
         reuse = cfg["reuse"]
         other = yaml.safe_load(Path(reuse["config"]).read_text())
         earlier = build_dataset(model, tokenizer, other["data"], other["seed"], cache_dir, slot_pad_id)
-        rows += [{"source": "reuse", "prompt": list(e.prompt_ids), "answer": list(e.answer_ids)}
-                 for e in rng.sample(earlier, min(reuse["n"], len(earlier)))]
+        for e in rng.sample(earlier, min(reuse["n"], len(earlier))):
+            row = {"source": "reuse", "prompt": list(e.prompt_ids), "answer": list(e.answer_ids)}
+            rows.append(row | ({"roles": list(e.roles)} if e.roles is not None else {}))
     rng.shuffle(rows)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
