@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..template import CanvasTemplate
-from .adapter import choose_terminator, to_canvas_template
+from .adapter import model_terminator, to_canvas_template
 from .compiler import DEFAULT_OPTIONS, CompileOptions
 from .errors import StructuredOutputError, UnsupportedSchemaError
 from .layout import CanvasLayout, layout_for
@@ -117,8 +117,7 @@ class StructuredGenerator:
         self.skeleton_draft = skeleton_draft
         d = engine.denoiser
         self.vocab_size = int(d.vocab_size)
-        self.pad_id = choose_terminator(tokenizer, pad_token_id=d.pad_token_id,
-                                        eos_token_ids=d.eos_token_ids, mask_token_id=d.mask_token_id)
+        self.pad_id = model_terminator(tokenizer, d)
 
     def layout(self, schema: Any) -> CanvasLayout:
         """Compiled canvas (raises ``UnsupportedSchemaError`` → HTTP 400)."""

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(cfg["seed"])
     random.seed(cfg["seed"])
     from diffusion_engine.embedded import embedded_dtype, load_smollm2
-    from diffusion_engine.structured.adapter import choose_terminator
+    from diffusion_engine.structured.adapter import model_terminator
     from diffusion_engine.training.data import build_dataset
 
     # auto: bf16 where the CPU has bf16 matrix units (AMX), float32 where bf16 is emulated and slow
@@ -223,9 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     with lm.adapter_off():  # the AR teacher is the untouched base
         # skeleton slots are padded with the terminator the structured engine will use at inference
-        slot_pad = choose_terminator(tokenizer, pad_token_id=lm.config.pad_token_id,
-                                     eos_token_ids=lm.config.eos_token_ids, mask_token_id=lm.config.mask_token_id)
-        examples = build_dataset(model, tokenizer, cfg["data"], cfg["seed"], RUNS / "data", slot_pad)
+        examples = build_dataset(model, tokenizer, cfg["data"], cfg["seed"], RUNS / "data",
+                                 model_terminator(tokenizer, lm.config))
     log.info("dataset: %d examples (%.0fs); lora params %d; threads %d", len(examples), time.time() - t0,
              lm.lora.num_parameters(), threads)
     max_minutes = args.max_minutes if args.max_minutes is not None else cfg["train"].get("max_minutes")
