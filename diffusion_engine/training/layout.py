@@ -104,12 +104,13 @@ def pack(
         is_pad = torch.arange(a) >= len(ex.answer_ids)
         if not supervise_padding:
             copy_masks = [m | is_pad for m in copy_masks]
+        not_target = torch.zeros(a, dtype=torch.bool)
         if ex.roles is not None:
             if len(ex.roles) != len(ex.answer_ids):
                 raise ValueError(f"example {n}: {len(ex.roles)} roles for {len(ex.answer_ids)} answer tokens")
             roles = torch.tensor(list(ex.roles) + [IGNORED] * (a - len(ex.roles)))
             copy_masks = [(m & (roles != FIXED)) | (roles == IGNORED) for m in copy_masks]
-        not_target = (roles != TARGET) if ex.roles is not None else torch.zeros(a, dtype=torch.bool)
+            not_target = roles != TARGET
         if not supervise_padding:
             not_target |= is_pad
         # clean prompt + clean answer
