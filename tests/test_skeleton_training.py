@@ -119,3 +119,33 @@ def test_skeleton_rows_are_prompts_plus_filled_canvases(tok):
         assert tok.decode(row["answer"][:1]) == "{"
         targets = [t for t, r in zip(row["answer"], row["roles"]) if r == TARGET]
         assert terminator in targets and PAD not in row["answer"]  # slots end with the engine's terminator
+
+
+def test_reuse_replays_several_configs_with_their_roles(tok, tmp_path: Path):
+    """``data.reuse`` takes one {config, n} or a list of them; replayed canvases keep their roles,
+    and the terminator is part of the replaying config's cache key (its rows hold canvases)."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from diffusion_engine.training.data import build_dataset
+
+    tok = tok.__class__(tokenizer_object=tok.backend_tokenizer, pad_token="<pad>", eos_token="<eos>",
+                        bos_token="<bos>", additional_special_tokens=["<extra>"])
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    model = SimpleNamespace(config=SimpleNamespace(vocab_size=len(tok)))
+    base = {"distill": 0, "distill_max_new_tokens": 0, "distill_batch": 1, "json": 0, "code": 0, "edit": 0,
+            "max_prompt_tokens": 4096, "max_answer_tokens": 4096}
+    for name, seed in (("a", 1), ("b", 2)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"seed": seed, "data": base | {"skeleton": 40}}))
+    terminator = tok.convert_tokens_to_ids("<extra>")
+    cache = tmp_path / "cache"
+    listed = base | {"reuse": [{"config": str(tmp_path / "a.yaml"), "n": 3},
+                               {"config": str(tmp_path / "b.yaml"), "n": 4}]}
+    rows = build_dataset(model, tok, listed, 0, cache, terminator)
+    assert len(rows) == 7 and all(r.roles is not None and len(r.roles) == len(r.answer_ids) for r in rows)
+    single = base | {"reuse": {"config": str(tmp_path / "a.yaml"), "n": 3}}
+    assert len(build_dataset(model, tok, single, 0, cache, terminator)) == 3
+    before = set(cache.glob("examples-*.jsonl"))
+    build_dataset(model, tok, listed, 0, cache, tok.convert_tokens_to_ids("<pad>"))
+    assert len(set(cache.glob("examples-*.jsonl")) - before) == 3  # a, b and the list, each re-keyed

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from diffusion_engine.adapters.smollm2_block import AdapterConfig, BlockDiffusionLM, load_adapter, save_adapter
 from diffusion_engine.training.layout import Example, example_length, pack
-from diffusion_engine.training.objective import masked_diffusion_loss
+from diffusion_engine.training.objective import diffusion_loss_parts
 
 log = logging.getLogger("adapt")
 RUNS = Path("runs")
@@ -149,8 +149,9 @@ def train(lm: BlockDiffusionLM, examples: list[Example], cfg: dict, run: Path, r
                      supervise_padding=tcfg.get("supervise_padding", False))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tcfg)
-        loss = masked_diffusion_loss(lm, batch)
-        loss.backward()
+        parts = diffusion_loss_parts(lm, batch, tcfg.get("certainty_weight", 0.0),
+                                     tcfg.get("certainty_temperature", 1.0))
+        parts.total.backward()
         torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -161,11 +162,13 @@ def train(lm: BlockDiffusionLM, examples: list[Example], cfg: dict, run: Path, r
         totals["answer_tokens"] += batch.answer_tokens
         totals["supervised_tokens"] += int(batch.targets.numel())
         totals["seconds"] += dt
-        loss = loss.detach()
+        # the logged loss is the cross-entropy alone, comparable with runs without certainty forcing
+        loss = parts.cross_entropy.detach()
         window.append(float(loss))
         bar.update(1)
         bar.set_postfix(loss=f"{sum(window[-20:]) / len(window[-20:]):.3f}")
-        metrics.write(json.dumps({"step": step, "loss": round(float(loss), 4), "lr": opt.param_groups[0]["lr"],
+        metrics.write(json.dumps({"step": step, "loss": round(float(loss), 4),
+                                  "certainty": round(float(parts.certainty.detach()), 4), "lr": opt.param_groups[0]["lr"],
                                   "row_tokens": batch.length, "supervised": int(batch.targets.numel()),
                                   "sec": round(dt, 2)}) + "\n")
         metrics.flush()

@@ -14,8 +14,8 @@ Four sources, all generated on this machine, none from ``shared/eval/``:
   canvas the structured-output engine fills: the schema's skeleton with every value
   written into its slot and padded. Skeleton text is given (never masked, never a
   target); slot tokens, pads after short values and gates are targets.
-* ``reuse``: ``{config: other.yaml, n: N}`` takes N examples of another config's data set
-  (built, or loaded from its cache), so a later phase replays earlier data.
+* ``reuse``: ``{config: other.yaml, n: N}`` (or a list of them) takes N examples of another
+  config's data set (built, or loaded from its cache), so a later phase replays earlier data.
 
 Every example is ``(prompt_ids, answer_ids)`` where the prompt is the chat template with
 the generation header and the answer ends with ``<|im_end|>`` (skeleton answers end with
@@ -328,7 +328,9 @@ def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path,
     not the adapter's pad token when that token is an EOS id (SmolLM2: ``<|endoftext|>``)."""
     if cfg.get("skeleton") and slot_pad_id is None:
         raise ValueError("data.skeleton needs slot_pad_id: the terminator the structured engine pads slots with")
-    keyed = {"cfg": cfg, "seed": seed, "v": 1} | ({"slot_pad_id": slot_pad_id} if cfg.get("skeleton") else {})
+    # replayed data may hold skeleton canvases, so their terminator is part of the key too
+    padded = cfg.get("skeleton") or cfg.get("reuse")
+    keyed = {"cfg": cfg, "seed": seed, "v": 1} | ({"slot_pad_id": slot_pad_id} if padded else {})
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir / f"examples-{key}.jsonl"
     if path.exists():
@@ -359,8 +361,8 @@ def build_dataset(model, tokenizer, cfg: dict, seed: int, cache_dir: Path,
         r["answer"] = r["answer"][:max_answer]
         if "roles" in r:
             r["roles"] = r["roles"][:max_answer]
-    if cfg.get("reuse"):
-        reuse = cfg["reuse"]
+    reuses = cfg.get("reuse") or []
+    for reuse in [reuses] if isinstance(reuses, dict) else reuses:
         other = yaml.safe_load(Path(reuse["config"]).read_text())
         earlier = build_dataset(model, tokenizer, other["data"], other["seed"], cache_dir, slot_pad_id)
         for e in rng.sample(earlier, min(reuse["n"], len(earlier))):
