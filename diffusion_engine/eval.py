@@ -19,8 +19,10 @@ and also scores the answers against the missing lines (``infill_scores``).
 Reported per setting: tokens per forward (canvas forwards, and canvas + commit forwards),
 wall-clock tokens/s, and fluency as the AR model's perplexity of the output given the
 prompt (geometric mean over prompts; AR's own greedy outputs are the reference, so
-``ppl_ratio`` = diffusion / AR). Results go to ``runs/eval/<stamp>.json`` and a markdown
-table to stdout.
+``ppl_ratio`` = diffusion / AR). Also AR's own confidence: its top-1 probability on the tokens
+it chose (mean, and the share above 0.5 / 0.7 / 0.9), the rate at which a denoiser no better
+than AR would pass a threshold at the first canvas position. Results go to
+``runs/eval/<stamp>.json`` and a markdown table to stdout.
 """
 
 from __future__ import annotations
@@ -152,6 +154,17 @@ def ar_perplexity(model, prompt: list[int], answer: list[int], end_id: int) -> f
     return math.exp(float(nll))
 
 
+@torch.inference_mode()
+def ar_top1(model, prompt: list[int], answer: list[int]) -> list[float]:
+    """AR's top-1 probability at each answer position: how sure the AR model is of the tokens it
+    chose (a denoiser as good as AR passes a confidence threshold about as often at the first
+    canvas position)."""
+    if not answer:
+        return []
+    logits = model(input_ids=torch.tensor([prompt + answer])).logits[0, len(prompt) - 1 : -1].float()
+    return torch.softmax(logits, -1).max(-1).values.tolist()
+
+
 def timed_generation(engine, prompt: list[int], params, eos: set[int], end_id: int):
     """``(result, answer tokens without EOS, seconds, AR perplexity of the answer)`` of one
     engine generation; the perplexity is measured with the adapter off."""
@@ -201,8 +214,9 @@ def run(args: argparse.Namespace) -> dict:
         with denoiser.adapter_off() as base:
             toks, fwd, sec = ar_generate(base, prompt, args.max_tokens, eos)
             ppl = ar_perplexity(base, prompt, toks, end_id)
+            top1 = ar_top1(base, prompt, toks)
         rows["ar"].append(scored({"prompt": text, "tokens": len(toks), "token_ids": toks, "forwards": fwd,
-                                  "seconds": sec, "ppl": ppl, "distinct3": distinct_ratio(toks),
+                                  "seconds": sec, "ppl": ppl, "top1": top1, "distinct3": distinct_ratio(toks),
                                   "text": tokenizer.decode(toks)}))
         for thr, canvas in settings:
             params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, rule="threshold",
@@ -225,6 +239,10 @@ def run(args: argparse.Namespace) -> dict:
                 "distinct3": distinct_ratio(toks), "finish": res.finish_reason, "text": tokenizer.decode(toks)}))
         print(f"done: {text.splitlines()[0][:60]}", flush=True)
     summary = {name: summarize(r) for name, r in rows.items()}
+    top1 = [p for r in rows["ar"] for p in r["top1"]]
+    summary["ar"]["top1_mean"] = sum(top1) / len(top1) if top1 else 0.0
+    summary["ar"]["top1_share_over"] = {str(t): sum(p > t for p in top1) / len(top1) if top1 else 0.0
+                                        for t in (0.5, 0.7, 0.9)}
     ar_ppl = summary["ar"]["ppl_geo"]
     for s in summary.values():
         s["ppl_ratio"] = s["ppl_geo"] / ar_ppl
@@ -268,6 +286,10 @@ def markdown(result: dict) -> str:
         lines += ["", "| setting | exact (missing lines) | contained in the answer | similarity |", "|---|---|---|---|"]
         lines += [f"| {n} | {s['exact']:.1%} | {s['contains']:.1%} | {s['similarity']:.2f} |"
                   for n, s in result["summary"].items()]
+    ar = result["summary"]["ar"]
+    if "top1_mean" in ar:
+        over = ", ".join(f"> {t}: {share:.0%}" for t, share in ar["top1_share_over"].items())
+        lines += ["", f"AR's top-1 probability on its own greedy tokens: mean {ar['top1_mean']:.2f}; {over}"]
     verified = {n: s for n, s in result["summary"].items() if "tokens_per_round" in s}
     if verified:
         lines += ["", "| verified | tokens/round | draft kept/round | identical to AR greedy |", "|---|---|---|---|"]

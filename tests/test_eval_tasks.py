@@ -1,6 +1,8 @@
-"""Eval plumbing that needs no model: infill task building, answer normalisation, summaries."""
+"""Eval plumbing: infill task building, answer normalisation, summaries, AR confidence (tiny model)."""
 
 from __future__ import annotations
+
+import pytest
 
 from diffusion_engine.eval import code_lines, eval_tasks, infill_scores, infill_tasks
 from diffusion_engine.eval_extract import summarize
@@ -59,3 +61,26 @@ def test_a_prompts_file_replaces_the_set(tmp_path):
     assert eval_tasks("free", 0, prompts) == [("Write a haiku about dinosaurs.", None),
                                                ("Why is photosynthesis important?", None)]
     assert eval_tasks("free", 1, prompts) == [("Write a haiku about dinosaurs.", None)]
+
+
+def test_ar_top1_is_the_probability_of_the_greedy_choice():
+    """On AR's own greedy tokens, its top-1 probability is the probability of the chosen token,
+    read at the position that predicts it (prompt end - 1 + i)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from diffusion_engine.eval import ar_generate, ar_top1
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=128)
+    model = LlamaForCausalLM(cfg).eval()
+    prompt = [3, 9, 27, 14, 5]
+    answer = ar_generate(model, prompt, 8, eos=set())[0]
+    top1 = ar_top1(model, prompt, answer)
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=torch.tensor([prompt + answer])).logits[0].float(), -1)
+    chosen = [float(probs[len(prompt) - 1 + i, t]) for i, t in enumerate(answer)]
+    assert len(top1) == len(answer) == 8
+    assert top1 == pytest.approx(chosen, rel=1e-5)
+    assert ar_top1(model, prompt, []) == []
