@@ -343,3 +343,10 @@ def test_certainty_gradient_lowers_the_entropy_of_correct_predictions():
         after, _ = entropy_at(right)
     # a tiny random model predicts almost uniformly (ln 64 = 4.16), so the change is small but signed
     assert after < before - 5e-4, (before, after)
+
+
+def test_bad_certainty_settings_say_how_to_fix(tmp_path: Path):
+    cfg = _cfg(1)
+    cfg["train"]["certainty_temperature"] = 0
+    with pytest.raises(ValueError, match="temperature > 0"):
+        train(tiny_lm(seed=3), _examples(2), cfg, tmp_path, resume=False, show_progress=False)

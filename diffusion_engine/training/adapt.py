@@ -119,6 +119,10 @@ def train(lm: BlockDiffusionLM, examples: list[Example], cfg: dict, run: Path, r
           max_minutes: float | None = None, show_progress: bool = True) -> dict:
     """The training loop; returns the final totals. Used by the CLI and by the tests."""
     tcfg, seed = cfg["train"], cfg["seed"]
+    if tcfg.get("certainty_weight", 0.0) < 0 or tcfg.get("certainty_temperature", 1.0) <= 0:
+        raise ValueError(f"train.certainty_weight={tcfg.get('certainty_weight')!r}, train.certainty_temperature="
+                         f"{tcfg.get('certainty_temperature')!r}: the weight must be >= 0 (0 turns the term off) "
+                         "and the temperature > 0 (1 is plain entropy)")
     bs, acfg = lm.config.block_size, lm.config
     params = lm.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"], betas=(0.9, 0.98))

@@ -11,7 +11,8 @@ position only once its top probability passes the threshold, and a denoiser's co
 tends to settle one position at a time, left to right. Minimising the entropy of the
 (temperature-scaled) prediction at the positions the denoiser already gets right pushes
 those to high confidence together, so more positions pass the threshold per forward
-without rewarding confident wrong answers.
+without rewarding confident wrong answers. Measured on SmolLM2 (model card, phase 5): it
+raises tokens per forward, but the extra confidence also reaches wrong predictions.
 """
 
 from __future__ import annotations
