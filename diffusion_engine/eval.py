@@ -145,24 +145,22 @@ def ar_generate(model, prompt: list[int], max_tokens: int, eos: set[int]) -> tup
 
 
 @torch.inference_mode()
-def ar_perplexity(model, prompt: list[int], answer: list[int], end_id: int) -> float:
-    """AR perplexity of ``answer`` + end-of-turn given ``prompt`` (adapter must be off)."""
+def ar_scores(model, prompt: list[int], answer: list[int], end_id: int) -> tuple[float, list[float]]:
+    """From one forward (adapter must be off): AR perplexity of ``answer`` + end-of-turn given
+    ``prompt``, and AR's top-1 probability at each answer position -- how sure the AR model is of
+    the tokens it chose (a denoiser as good as AR passes a confidence threshold about as often at
+    the first canvas position)."""
     target = answer + [end_id]
     ids = torch.tensor([prompt + target])
     logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
     nll = torch.nn.functional.cross_entropy(logits, torch.tensor(target))
-    return math.exp(float(nll))
+    top1 = torch.softmax(logits[: len(answer)], -1).max(-1).values.tolist()
+    return math.exp(float(nll)), top1
 
 
-@torch.inference_mode()
-def ar_top1(model, prompt: list[int], answer: list[int]) -> list[float]:
-    """AR's top-1 probability at each answer position: how sure the AR model is of the tokens it
-    chose (a denoiser as good as AR passes a confidence threshold about as often at the first
-    canvas position)."""
-    if not answer:
-        return []
-    logits = model(input_ids=torch.tensor([prompt + answer])).logits[0, len(prompt) - 1 : -1].float()
-    return torch.softmax(logits, -1).max(-1).values.tolist()
+def ar_perplexity(model, prompt: list[int], answer: list[int], end_id: int) -> float:
+    """AR perplexity of ``answer`` + end-of-turn given ``prompt`` (adapter must be off)."""
+    return ar_scores(model, prompt, answer, end_id)[0]
 
 
 def timed_generation(engine, prompt: list[int], params, eos: set[int], end_id: int):
@@ -213,8 +211,7 @@ def run(args: argparse.Namespace) -> dict:
         prompt = chat_ids(tokenizer, text)
         with denoiser.adapter_off() as base:
             toks, fwd, sec = ar_generate(base, prompt, args.max_tokens, eos)
-            ppl = ar_perplexity(base, prompt, toks, end_id)
-            top1 = ar_top1(base, prompt, toks)
+            ppl, top1 = ar_scores(base, prompt, toks, end_id)
         rows["ar"].append(scored({"prompt": text, "tokens": len(toks), "token_ids": toks, "forwards": fwd,
                                   "seconds": sec, "ppl": ppl, "top1": top1, "distinct3": distinct_ratio(toks),
                                   "text": tokenizer.decode(toks)}))

@@ -67,20 +67,17 @@ def test_ar_top1_is_the_probability_of_the_greedy_choice():
     """On AR's own greedy tokens, its top-1 probability is the probability of the chosen token,
     read at the position that predicts it (prompt end - 1 + i)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from diffusion_engine.eval import ar_generate, ar_top1
+    from diffusion_engine.eval import ar_generate, ar_scores
+    from tests.test_smollm2_block import tiny_llama
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=128)
-    model = LlamaForCausalLM(cfg).eval()
-    prompt = [3, 9, 27, 14, 5]
+    model = tiny_llama(0)
+    prompt, end_id = [3, 9, 27, 14, 5], 2
     answer = ar_generate(model, prompt, 8, eos=set())[0]
-    top1 = ar_top1(model, prompt, answer)
+    top1 = ar_scores(model, prompt, answer, end_id)[1]
     with torch.no_grad():
         probs = torch.softmax(model(input_ids=torch.tensor([prompt + answer])).logits[0].float(), -1)
     chosen = [float(probs[len(prompt) - 1 + i, t]) for i, t in enumerate(answer)]
     assert len(top1) == len(answer) == 8
     assert top1 == pytest.approx(chosen, rel=1e-5)
-    assert ar_top1(model, prompt, []) == []
+    assert ar_scores(model, prompt, [], end_id)[1] == []
