@@ -33,7 +33,6 @@ def choose_terminator(tokenizer: Any, *, pad_token_id: int | None = None,
                      "pass pad_id explicitly")
 
 
-
 def model_terminator(tokenizer: Any, model: Any) -> int:
     """``choose_terminator`` for a model's ``pad_token_id``, ``eos_token_ids`` and
     ``mask_token_id`` (a denoiser, or the adapter config it is trained from): the one place
@@ -41,6 +40,7 @@ def model_terminator(tokenizer: Any, model: Any) -> int:
     the two cannot pad slots differently."""
     return choose_terminator(tokenizer, pad_token_id=model.pad_token_id, eos_token_ids=model.eos_token_ids,
                              mask_token_id=model.mask_token_id)
+
 
 def to_canvas_template(
     layout: CanvasLayout,

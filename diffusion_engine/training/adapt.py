@@ -119,9 +119,10 @@ def train(lm: BlockDiffusionLM, examples: list[Example], cfg: dict, run: Path, r
           max_minutes: float | None = None, show_progress: bool = True) -> dict:
     """The training loop; returns the final totals. Used by the CLI and by the tests."""
     tcfg, seed = cfg["train"], cfg["seed"]
-    if tcfg.get("certainty_weight", 0.0) < 0 or tcfg.get("certainty_temperature", 1.0) <= 0:
-        raise ValueError(f"train.certainty_weight={tcfg.get('certainty_weight')!r}, train.certainty_temperature="
-                         f"{tcfg.get('certainty_temperature')!r}: the weight must be >= 0 (0 turns the term off) "
+    certainty_weight, certainty_temperature = tcfg.get("certainty_weight", 0.0), tcfg.get("certainty_temperature", 1.0)
+    if certainty_weight < 0 or certainty_temperature <= 0:
+        raise ValueError(f"train.certainty_weight={certainty_weight!r}, train.certainty_temperature="
+                         f"{certainty_temperature!r}: the weight must be >= 0 (0 turns the term off) "
                          "and the temperature > 0 (1 is plain entropy)")
     bs, acfg = lm.config.block_size, lm.config
     params = lm.trainable_parameters()
@@ -153,8 +154,7 @@ def train(lm: BlockDiffusionLM, examples: list[Example], cfg: dict, run: Path, r
                      supervise_padding=tcfg.get("supervise_padding", False))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tcfg)
-        parts = diffusion_loss_parts(lm, batch, tcfg.get("certainty_weight", 0.0),
-                                     tcfg.get("certainty_temperature", 1.0))
+        parts = diffusion_loss_parts(lm, batch, certainty_weight, certainty_temperature)
         parts.total.backward()
         torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
         opt.step()

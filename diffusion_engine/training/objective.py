@@ -49,10 +49,8 @@ def diffusion_loss_parts(lm: BlockDiffusionLM, batch: PackedBatch, certainty_wei
     logits = lm.logits(picked)
     targets = batch.targets.to(device)
     cross_entropy = F.cross_entropy(logits, targets)
-    if certainty_weight <= 0:
-        return LossParts(cross_entropy, cross_entropy, torch.zeros((), device=device))
-    right = logits.argmax(-1) == targets
-    if not bool(right.any()):
+    right = logits.argmax(-1) == targets if certainty_weight > 0 else None
+    if right is None or not bool(right.any()):  # term off, or nothing right to make surer
         return LossParts(cross_entropy, cross_entropy, torch.zeros((), device=device))
     log_p = F.log_softmax(logits[right].float() / certainty_temperature, dim=-1)
     entropy = -(log_p.exp() * log_p).sum(-1).mean()
