@@ -36,6 +36,16 @@ def tok():
     return tiny_tokenizer()
 
 
+@pytest.fixture(scope="module")
+def chat_tok(tok):
+    """The tiny tokenizer with special tokens and a chat template, as skeleton_rows needs; <extra>
+    is the terminator choose_terminator picks when the pad token is an EOS id."""
+    chat = tok.__class__(tokenizer_object=tok.backend_tokenizer, pad_token="<pad>", eos_token="<eos>",
+                         bos_token="<bos>", additional_special_tokens=["<extra>"])
+    chat.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    return chat
+
+
 def positions(layout, pointer, kind):
     return [p for s in layout.skeleton.slots if s.pointer == pointer and s.kind is kind
             for p in layout.slot_positions[s.index]]
@@ -107,10 +117,8 @@ def test_synthetic_extraction_tasks_are_valid_and_grounded():
                 assert str(value) in text
 
 
-def test_skeleton_rows_are_prompts_plus_filled_canvases(tok):
-    tok = tok.__class__(tokenizer_object=tok.backend_tokenizer, pad_token="<pad>", eos_token="<eos>",
-                        bos_token="<bos>", additional_special_tokens=["<extra>"])
-    tok.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+def test_skeleton_rows_are_prompts_plus_filled_canvases(chat_tok):
+    tok = chat_tok
     terminator = tok.convert_tokens_to_ids("<extra>")  # as choose_terminator picks for a pad that is EOS
     rows = skeleton_rows(30, random.Random(0), tok, len(tok), terminator)
     assert rows  # the character tokenizer cannot spell every name; those records are skipped
@@ -121,7 +129,7 @@ def test_skeleton_rows_are_prompts_plus_filled_canvases(tok):
         assert terminator in targets and PAD not in row["answer"]  # slots end with the engine's terminator
 
 
-def test_reuse_replays_several_configs_with_their_roles(tok, tmp_path: Path):
+def test_reuse_replays_several_configs_with_their_roles(chat_tok, tmp_path: Path):
     """``data.reuse`` takes one {config, n} or a list of them; replayed canvases keep their roles,
     and the terminator is part of the replaying config's cache key (its rows hold canvases)."""
     from types import SimpleNamespace
@@ -130,9 +138,7 @@ def test_reuse_replays_several_configs_with_their_roles(tok, tmp_path: Path):
 
     from diffusion_engine.training.data import build_dataset
 
-    tok = tok.__class__(tokenizer_object=tok.backend_tokenizer, pad_token="<pad>", eos_token="<eos>",
-                        bos_token="<bos>", additional_special_tokens=["<extra>"])
-    tok.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    tok = chat_tok
     model = SimpleNamespace(config=SimpleNamespace(vocab_size=len(tok)))
     base = {"distill": 0, "distill_max_new_tokens": 0, "distill_batch": 1, "json": 0, "code": 0, "edit": 0,
             "max_prompt_tokens": 4096, "max_answer_tokens": 4096}
