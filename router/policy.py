@@ -17,8 +17,13 @@ Format (version 1)
                          ``["${TANDEM_API_KEY:-}"]`` enables auth only when the variable is set.
     ``max_body_bytes``   largest request body accepted (default 1048576).
     ``max_concurrency``  in-flight requests before the gateway sheds load (default 64).
-    ``max_tokens_limit`` larger ``max_tokens`` in a request is a 400 (default 8192); also the
-                         ceiling for ``max_tokens`` in ``params`` below.
+    ``max_tokens_limit`` larger ``max_tokens`` or ``max_completion_tokens`` in a request is a
+                         400 (default 8192); also the ceiling for ``max_tokens`` in ``params`` below.
+    ``max_json_depth``   deepest nesting of arrays/objects in a request body (default 64).
+    ``expose_upstream_errors``  pass an upstream's error text on to clients (default false:
+                         clients get Tandem's message with the status, backend and request id).
+    ``protect_metrics``  with ``api_keys`` set, ``/metrics``, ``/openapi.json`` and ``/docs``
+                         need a key too (default false).
 
 ``backends`` (required, non-empty mapping name -> settings). Names: letters, digits, ``_-.``.
     ``kind``        (required) ``ar`` or ``diffusion``.

@@ -89,9 +89,14 @@ def _read_server(r: Reader, loc: Located | None) -> ServerSettings:
         keys = [r.string(item, p, allow_empty=True, secret=True) for item, p in entries]
         # an entry that interpolates to "" (e.g. ${TANDEM_API_KEY:-}) is dropped: auth only when set
         values["api_keys"] = tuple(k for k in keys if k)
-    for key in ("max_body_bytes", "max_concurrency", "max_tokens_limit"):
+    for key in ("max_body_bytes", "max_concurrency", "max_tokens_limit", "max_json_depth"):
         if key in fields:
-            value = r.integer(fields[key], f"server.{key}", minimum=1)
+            value = r.integer(fields[key], f"server.{key}", minimum=2 if key == "max_json_depth" else 1)
+            if value is not None:
+                values[key] = value
+    for key in ("expose_upstream_errors", "protect_metrics"):
+        if key in fields:
+            value = r.boolean(fields[key], f"server.{key}")
             if value is not None:
                 values[key] = value
     return ServerSettings(**values)

@@ -9,6 +9,8 @@ the single source of truth for the strict validator (and are checked against
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -35,6 +37,18 @@ class PolicyError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(f"{file}:{line}: {message}" for file, line, message in self.problems)
+
+    def redacted(self) -> list[str]:
+        """The problems with every quoted value (not key names) blanked: for logs and /healthz, where a
+        misplaced credential must not show (``tandem policy check FILE`` shows them whole)."""
+        def blank(match: re.Match) -> str:
+            return match.group(0) if match.group(1) else "'…'"
+
+        return [f"{file}:{line}: " + _QUOTED.sub(blank, message) for file, line, message in self.problems]
+
+
+#: a quoted value; names of keys and references ("unknown key 'x'", "unknown backend 'y'") stay readable
+_QUOTED = re.compile(r"((?:key|mean|backend|route|alias) )?(?:'[^']*'|\"[^\"]*\")")
 
 
 def _mask(secret: str | None) -> str:
@@ -241,6 +255,12 @@ class ServerSettings:
     max_body_bytes: int = 1_048_576
     max_concurrency: int = 64
     max_tokens_limit: int = 8192
+    #: deepest nesting of arrays/objects in a request body
+    max_json_depth: int = 64
+    #: upstream error text reaches clients (off: Tandem's own message only)
+    expose_upstream_errors: bool = False
+    #: with api_keys set, /metrics and the API docs need a key too
+    protect_metrics: bool = False
 
     def __repr__(self) -> str:
         return (f"ServerSettings(api_keys=<{len(self.api_keys)} masked>, max_body_bytes={self.max_body_bytes}, "
@@ -250,7 +270,8 @@ class ServerSettings:
 # --- key tables for the strict validator (mirrored by policies/policy.schema.json) ------------
 
 TOP_LEVEL_KEYS = ("version", "server", "backends", "models", "routes")
-SERVER_KEYS = ("api_keys", "max_body_bytes", "max_concurrency", "max_tokens_limit")
+SERVER_KEYS = ("api_keys", "max_body_bytes", "max_concurrency", "max_tokens_limit", "max_json_depth",
+               "expose_upstream_errors", "protect_metrics")
 BACKEND_KEYS = ("kind", "model", "api_base", "api_key", "timeout_s", "max_retries", "params", "engine")
 MODEL_KEYS = ("description", "classify", "route", "backend")
 ROUTE_KEYS = ("name", "match", "backend", "fallbacks", "params")

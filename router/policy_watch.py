@@ -65,8 +65,9 @@ class PolicyHolder:
             try:
                 new = load_policy(self.path)
             except PolicyError as exc:
-                self.last_error = str(exc)
-                log.error("policy reload failed; keeping the policy loaded before:\n%s", exc)
+                self.last_error = "\n".join(exc.redacted())
+                log.error("policy reload failed; keeping the policy loaded before (values hidden; "
+                          "`tandem policy check %s` shows them):\n%s", self.path, self.last_error)
                 return False
             self._policy = new
             self.last_error = None
