@@ -5,6 +5,14 @@ Behaviour is chosen by the request's ``model`` (the part after any ``provider/``
 ``slow`` sleeps ``?delay`` (default 5 s) before answering; ``cut`` streams two chunks
 and then drops the connection; ``drip`` streams with ``DRIP_GAP_S`` between chunks. Streams send ``STREAM_CHUNKS`` content chunks.
 
+Fault modes (for the fault suite): ``nonobject`` answers 200 with ``[1,2,3]``;
+``malformed`` answers 200 with broken JSON (streams: a broken first chunk);
+``badchunk`` streams two good chunks, then a malformed one; ``trickle`` sends a
+non-streamed body one byte every ``TRICKLE_GAP_S``; ``reset`` closes the connection
+without an answer; ``leak500`` / ``html500`` fail with an error text holding secrets /
+an HTML page; ``fail401`` / ``fail403`` reject Tandem's own upstream credential;
+``echo`` answers with the request body it received, less the messages.
+
 Run: ``python -m bench.fake_upstream --port 9100``.
 """
 
@@ -22,6 +30,9 @@ from starlette.routing import Route
 
 STREAM_CHUNKS = 8
 DRIP_GAP_S = 0.25
+TRICKLE_GAP_S = 0.5
+#: what a careless upstream puts in its error text; must never reach a Tandem client
+LEAKED_SECRET = "password=hunter2 sk-upstream-SECRET-123"
 WORDS = ["Hello", " from", " the", " fake", " upstream", ".", " All", " good", "."]
 
 
@@ -52,7 +63,33 @@ async def chat(request: Request) -> Response:
     body = await request.json()
     model = str(body.get("model", "ok")).split("/")[-1]
     behaviour = model.split("?")[0]
-    if behaviour.startswith("fail") or behaviour.startswith("bad"):
+    if behaviour == "echo":  # what reached the upstream, as the answer's text
+        return JSONResponse(_completion(model, json.dumps({k: v for k, v in body.items() if k != "messages"})))
+    if behaviour == "leak500":
+        return JSONResponse({"error": {"message": f"db error: {LEAKED_SECRET}", "type": "server_error"}}, status_code=500)
+    if behaviour == "html500":
+        return Response(f"<html><body><h1>500</h1><!-- {LEAKED_SECRET} --></body></html>", status_code=500,
+                        media_type="text/html")
+    if behaviour == "reset":
+        async def reset():
+            raise DropConnection("fake upstream resets the connection")
+            yield b""  # pragma: no cover - makes this an async generator
+
+        return StreamingResponse(reset(), media_type="application/json")
+    if behaviour == "nonobject":
+        return Response(b"[1,2,3]", media_type="application/json")
+    if behaviour == "malformed" and not body.get("stream"):
+        return Response(b'{"id": "chatcmpl-fake", "choices": [', media_type="application/json")
+    if behaviour == "trickle" and not body.get("stream"):
+        payload = json.dumps(_completion(model, "".join(WORDS))).encode()
+
+        async def drip_bytes():
+            for index in range(len(payload)):
+                yield payload[index:index + 1]
+                await asyncio.sleep(TRICKLE_GAP_S)
+
+        return StreamingResponse(drip_bytes(), media_type="application/json")
+    if behaviour.startswith(("fail", "bad")) and behaviour[-3:].isdigit():
         status = int(behaviour[-3:])
         return JSONResponse({"error": {"message": f"fake {status}", "type": "server_error", "param": None, "code": None}},
                             status_code=status)
@@ -65,8 +102,15 @@ async def chat(request: Request) -> Response:
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     async def events():
+        if behaviour == "malformed":
+            yield b'data: {"id": "chatcmpl-fake", "choices": [\n\n'
+            return
         yield _chunk(model, {"role": "assistant", "content": ""})
         for index in range(STREAM_CHUNKS):
+            if behaviour == "badchunk" and index == 2:
+                yield b"data: {not json\n\n"
+                await asyncio.sleep(0.05)
+                continue
             if behaviour == "cut" and index == 2:
                 await asyncio.sleep(0.05)  # the chunks so far are on the wire before the cut
                 raise DropConnection("fake upstream drops the connection")

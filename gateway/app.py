@@ -6,6 +6,7 @@ decide → execute (with fallbacks) → OpenAI-shaped answer + ``x-tandem-*`` he
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import threading
@@ -17,13 +18,16 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from gateway import metrics
+from gateway.access import AccessLog, access_record, request_id
+from gateway.admission import InFlight, SlotStreamingResponse
 from gateway.backends.base import BackendError
 from gateway.errors import APIError, api_error_handler, from_validation_errors, invalid, validation_error_handler
-from gateway.executor import Executor
+from gateway.executor import Executor, FallbacksExhausted
 from gateway.registry import BackendRegistry
 from gateway.streaming import sse_stream
 from gateway.wire import ChatCompletionRequest, ModelCard, ModelList, dump
@@ -50,7 +54,7 @@ class Gateway:
         self.executor = Executor(self.registry)
         self.preload = preload
         self.watch = watch
-        self.in_flight = 0
+        self.in_flight = InFlight()
         self._classifier = None
         self._classifier_ready = threading.Event()
         self.load_errors: dict[str, str] = {}
@@ -107,15 +111,20 @@ class Gateway:
     # --- request handling ------------------------------------------------
 
     def authorize(self, request: Request, policy: Policy) -> None:
+        if not self.key_valid(request, policy):
+            raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'." if not _bearer(request)
+                           else "Incorrect API key provided.",
+                           code="missing_api_key" if not _bearer(request) else "invalid_api_key")
+
+    @staticmethod
+    def key_valid(request: Request, policy: Policy) -> bool:
+        """True when no key is configured or the bearer token is one of them. Compared as
+        bytes, so any header byte (non-ASCII included) is just a wrong key."""
         keys = policy.server.api_keys
         if not keys:
-            return
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not token:
-            raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
-        if not any(hmac.compare_digest(token, key) for key in keys):
-            raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+            return True
+        token = _bearer(request)
+        return bool(token) and any(hmac.compare_digest(token, key.encode()) for key in keys)
 
     async def read_json(self, request: Request, policy: Policy) -> dict[str, Any]:
         limit = policy.server.max_body_bytes
@@ -130,10 +139,14 @@ class Gateway:
             chunks.append(chunk)
         try:
             body = orjson.loads(b"".join(chunks))
-        except orjson.JSONDecodeError as exc:
+        except orjson.JSONDecodeError as exc:  # also orjson's own nesting limit, and bad UTF-8
             raise invalid(f"Request body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(body, dict):
             raise invalid("Request body must be a JSON object.", code="invalid_json")
+        depth_limit = policy.server.max_json_depth
+        if json_depth_exceeds(body, depth_limit):
+            raise invalid(f"Request body nests arrays/objects deeper than {depth_limit} levels "
+                          "(server.max_json_depth).", code="too_deep")
         return body
 
     async def route(self, request: Request) -> Routed:
@@ -144,10 +157,10 @@ class Gateway:
             parsed = ChatCompletionRequest.model_validate(body)
         except ValidationError as exc:
             raise from_validation_errors(list(exc.errors())) from None
-        limit = parsed.token_limit()
-        if limit is not None and limit > policy.server.max_tokens_limit:
-            param = "max_completion_tokens" if parsed.max_completion_tokens else "max_tokens"
-            raise invalid(f"{param}={limit} is above this server's limit of {policy.server.max_tokens_limit}.", param=param)
+        for param, limit in parsed.token_fields().items():
+            if limit > policy.server.max_tokens_limit:
+                raise invalid(f"{param}={limit} is above this server's limit of {policy.server.max_tokens_limit}.",
+                              param=param)
         alias = policy.alias(parsed.model)
         if alias is None:
             known = ", ".join(sorted(policy.models))
@@ -157,13 +170,58 @@ class Gateway:
         classification = self.classifier.classify(body, use_content=alias.classify)
         metrics.CLASSIFY_LATENCY.observe(time.perf_counter() - start)
         decision = policy.decide(body, classification, request.headers)
+        access_record(request.scope).update(alias=parsed.model if alias else None, task=decision.task,
+                                            route=decision.route)
         return Routed(body, policy, decision)
 
-    def admit(self) -> None:
-        limit = self.holder.policy.server.max_concurrency
-        if self.in_flight >= limit:
-            raise APIError(429, f"Too many requests in flight (limit {limit}); retry shortly.",
-                           code="too_many_requests", headers={"retry-after": "1"})
+
+def _bearer(request: Request) -> bytes:
+    # raw header bytes: Starlette decodes them as latin-1, so this round-trips every byte
+    header = request.headers.get("authorization", "").encode("latin-1")
+    return header[7:].strip() if header[:7].lower() == b"bearer " else b""
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than ``limit`` (iterative: no recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its answer was being made."""
+
+
+async def unless_disconnected(request: Request, work):
+    """Await ``work`` unless the client disconnects first; then cancel it (which frees the
+    backend attempt and, through the slot's context, the in-flight slot)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except BaseException:  # the attempt's own cancellation or failure: nobody is listening
+        pass
+    raise ClientDisconnected
+
+
+async def _disconnected(request: Request) -> None:
+    # the body is read already, so the next ASGI message is the disconnect
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def routing_headers(decision: Decision, backend: str, fallbacks: str) -> dict[str, str]:
@@ -175,14 +233,25 @@ def routing_headers(decision: Decision, backend: str, fallbacks: str) -> dict[st
     }
 
 
-def backend_api_error(error: BackendError) -> APIError:
+def backend_api_error(error: BackendError, policy: Policy, rid: str, tried: list[str] | None = None) -> APIError:
+    """The client's view of a backend failure: Tandem's own words (what failed, the
+    request id to find it in the log), the upstream's only where the policy allows."""
+    message = error.message
+    if policy.server.expose_upstream_errors and error.detail:
+        message += f": {error.detail}"
+    if tried:
+        message = f"every backend failed ({', '.join(tried)}); last: {message}"
+    message += f" (request id {rid})"
     if error.timeout:
-        return APIError(504, f"Upstream timed out: {error.message}", code="upstream_timeout")
+        return APIError(504, f"Upstream timed out: {message}", code="upstream_timeout")
     if error.client_error and error.status:
-        return APIError(error.status, error.message, code="upstream_rejected")
+        return APIError(error.status, message, code="upstream_rejected")
+    if error.status == 429:
+        # the client should back off, as it would from the provider itself
+        return APIError(429, f"Upstream rate limited: {message}", code="upstream_rate_limited")
     if error.status == 503:
-        return APIError(503, error.message, code="backend_unavailable")
-    return APIError(502, f"Backend failed: {error.message}", code="backend_error")
+        return APIError(503, message, code="backend_unavailable")
+    return APIError(502, f"Backend failed: {message}", code="backend_error")
 
 
 def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) -> FastAPI:
@@ -195,7 +264,9 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         gateway.holder.stop()
         await gateway.registry.aclose()
 
-    app = FastAPI(title="Tandem", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Tandem", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(AccessLog)
     app.state.gateway = gateway
     app.add_exception_handler(APIError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -203,49 +274,38 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         routed = await gateway.route(request)
-        gateway.admit()
-        decision = routed.decision
-        start = time.perf_counter()
-        gateway.in_flight += 1
-        metrics.IN_FLIGHT.inc()
-        released = False
-
-        def release(status: str, backend_name: str, usage: dict[str, Any] | None = None) -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            gateway.in_flight -= 1
-            metrics.IN_FLIGHT.dec()
-            labels_served = (decision.route, backend_name, decision.task, str(decision.stream).lower())
-            metrics.REQUESTS.labels(*labels_served, status).inc()
-            metrics.LATENCY.labels(*labels_served).observe(time.perf_counter() - start)
-            for kind in ("prompt", "completion"):
-                count = (usage or {}).get(f"{kind}_tokens") or 0
-                if count:
-                    metrics.TOKENS.labels(backend_name, decision.task, kind).inc(count)
-
-        try:
-            if decision.stream:
-                first, rest, backend, attempts = await gateway.executor.open_stream(routed.policy, decision, routed.body)
-                headers = routing_headers(decision, backend.name, attempts.header())
-                metrics.FIRST_CHUNK.labels(decision.route, backend.name, decision.task).observe(time.perf_counter() - start)
-                stream = sse_stream(first, rest, backend.name, decision.task,
-                                    on_done=lambda status, usage: release(status, backend.name, usage),
-                                    fallbacks=attempts.failed)
-                return StreamingResponse(stream, media_type="text/event-stream",
-                                         headers={**headers, "cache-control": "no-cache"})
-            result, backend, attempts = await gateway.executor.complete(routed.policy, decision, routed.body)
-        except BackendError as error:
-            release("error", decision.backend.name)
-            raise backend_api_error(error) from None
-        except BaseException:
-            release("error", decision.backend.name)
-            raise
-        result["model"] = backend.name
-        release("ok", backend.name, result.get("usage"))
-        return Response(orjson.dumps(result), media_type="application/json",
-                        headers=routing_headers(decision, backend.name, attempts.header()))
+        decision, policy = routed.decision, routed.policy
+        record = access_record(request.scope)
+        with gateway.in_flight.admit(decision, policy.server.max_concurrency, record) as slot:
+            try:
+                if decision.stream:
+                    first, rest, backend, attempts = await unless_disconnected(
+                        request, gateway.executor.open_stream(policy, decision, routed.body))
+                    record["fallbacks"] = attempts.header()
+                    metrics.FIRST_CHUNK.labels(decision.route, backend.name, decision.task).observe(
+                        time.perf_counter() - slot.start)
+                    stream = sse_stream(first, rest, backend.name, decision.task,
+                                        on_done=lambda status, usage: slot.release(status, backend.name, usage),
+                                        fallbacks=attempts.failed)
+                    return SlotStreamingResponse(
+                        stream, slot, media_type="text/event-stream",
+                        headers={**routing_headers(decision, backend.name, attempts.header()),
+                                 "cache-control": "no-cache"})
+                result, backend, attempts = await unless_disconnected(
+                    request, gateway.executor.complete(policy, decision, routed.body))
+            except FallbacksExhausted as exhausted:
+                record["fallbacks"] = ",".join(exhausted.tried)
+                raise backend_api_error(exhausted.error, policy, request_id(request.scope), exhausted.tried) from None
+            except BackendError as error:
+                raise backend_api_error(error, policy, request_id(request.scope)) from None
+            except ClientDisconnected:
+                slot.release("cancelled")
+                return Response(status_code=499)
+            record["fallbacks"] = attempts.header()
+            result["model"] = backend.name
+            slot.release("ok", backend.name, result.get("usage"))
+            return Response(orjson.dumps(result), media_type="application/json",
+                            headers=routing_headers(decision, backend.name, attempts.header()))
 
     @app.post("/v1/route/explain")
     async def route_explain(request: Request) -> dict[str, Any]:
@@ -259,13 +319,35 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         return dump(ModelList(data=cards))
 
     @app.get("/healthz")
-    async def healthz() -> JSONResponse:
+    async def healthz(request: Request) -> JSONResponse:
+        """Anyone may ask whether the gateway is ready; the details (backends, policy
+        problems with their values hidden) need a key where keys are set."""
         state = gateway.readiness()
-        return JSONResponse(state, status_code=503 if state["status"] == "loading" else 200)
+        code = 503 if state["status"] == "loading" else 200
+        policy = gateway.holder.policy
+        if policy.server.api_keys and not gateway.key_valid(request, policy):
+            return JSONResponse({"status": state["status"]}, status_code=code)
+        return JSONResponse(state, status_code=code)
+
+    def operator_only(request: Request) -> None:
+        policy = gateway.holder.policy
+        if policy.server.protect_metrics:
+            gateway.authorize(request, policy)
 
     @app.get("/metrics")
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        operator_only(request)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> JSONResponse:
+        operator_only(request)
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs(request: Request) -> Response:
+        operator_only(request)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Tandem API")
 
     return app
 

@@ -34,6 +34,24 @@ class Attempts:
         return ",".join(self.failed) if self.failed else "none"
 
 
+class FallbacksExhausted(Exception):
+    """Every backend of the chain failed: ``tried`` names each (``backend:reason``),
+    ``error`` is the last one's."""
+
+    def __init__(self, tried: list[str], error: BackendError) -> None:
+        super().__init__(error.message)
+        self.tried = tried
+        self.error = error
+
+
+def _give_up(attempts: Attempts, backend: Backend, error: BackendError) -> Exception:
+    """What to raise when no further backend applies: the error itself, or, after fallbacks
+    were taken, all of them."""
+    if not attempts.failed:
+        return error
+    return FallbacksExhausted([*attempts.failed, f"{backend.name}:{error.reason}"], error)
+
+
 def _chain(policy: Policy, decision: Decision) -> list[tuple[BackendSpec, FallbackSpec | None]]:
     chain: list[tuple[BackendSpec, FallbackSpec | None]] = [(decision.backend, None)]
     for fallback in decision.fallbacks:
@@ -75,13 +93,20 @@ class Executor:
         attempts = Attempts()
         for backend, request, next_fallback in self._attempts(policy, decision, body):
             try:
-                return await backend.complete(request), backend, attempts
-            except BackendError as error:
-                log.warning("backend %s failed (%s)", backend.name, error.reason)
-                if not _may_fall_back(error, next_fallback):
-                    raise
-                attempts.record(backend.name, error)
-                metrics.FALLBACKS.labels(decision.route, backend.name, next_fallback.backend, error.reason).inc()
+                # one deadline for the whole attempt, however the bytes arrive
+                result = await asyncio.wait_for(backend.complete(request), timeout=backend.spec.timeout_s)
+                return result, backend, attempts
+            except asyncio.TimeoutError:
+                error = BackendError(f"{backend.name}: no answer within {backend.spec.timeout_s:g} s", timeout=True)
+            except BackendError as exc:
+                error = exc
+            except Exception as exc:  # a backend's bug is still that backend's failure, not a 500
+                error = unexpected(backend.name, exc)
+            log.warning("backend %s failed (%s)", backend.name, error.reason)
+            if not _may_fall_back(error, next_fallback):
+                raise _give_up(attempts, backend, error)
+            attempts.record(backend.name, error)
+            metrics.FALLBACKS.labels(decision.route, backend.name, next_fallback.backend, error.reason).inc()
         raise AssertionError("the chain always ends in return or raise")
 
     async def open_stream(
@@ -101,12 +126,20 @@ class Executor:
                 await _close(iterator)
             except BackendError as exc:
                 error = exc
+            except Exception as exc:
+                error = unexpected(backend.name, exc)
+                await _close(iterator)
             log.warning("backend %s failed before its first chunk (%s)", backend.name, error.reason)
             if not _may_fall_back(error, next_fallback):
-                raise error
+                raise _give_up(attempts, backend, error)
             attempts.record(backend.name, error)
             metrics.FALLBACKS.labels(decision.route, backend.name, next_fallback.backend, error.reason).inc()
         raise AssertionError("the chain always ends in return or raise")
+
+
+def unexpected(name: str, exc: Exception) -> BackendError:
+    log.error("backend %s raised %s", name, exc.__class__.__name__, exc_info=exc)
+    return BackendError(f"{name}: internal error ({exc.__class__.__name__})", status=500)
 
 
 async def _close(iterator: AsyncIterator[Any]) -> None:

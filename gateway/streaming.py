@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator, Callable
 import orjson
 
 from gateway.backends.base import BackendError
+from gateway.executor import unexpected
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ async def sse_stream(
             usage = chunk.get("usage") or usage
             yield encode(chunk)
         status = "ok"
-    except BackendError as error:
+    except Exception as exc:  # a BackendError, or any bug below: the client gets an event and [DONE]
+        error = exc if isinstance(exc, BackendError) else unexpected(model_name, exc)
         status = "error"
         log.warning("stream from %s failed mid-way (%s)", model_name, error.reason)
         yield error_event(f"The backend failed mid-stream: {error.message}", "stream_interrupted")

@@ -1,8 +1,10 @@
 """OpenAI chat-completions wire models: the one definition of each shape Tandem speaks.
 
 Requests are validated here (types, ranges, roles) so every later layer can trust
-them; unknown top-level fields are kept (``extra="allow"``) and forwarded to
-upstreams that understand them, as the OpenAI API itself tolerates new fields.
+them. Types are strict, as OpenAI's are: ``"stream": "false"`` or ``"max_tokens": true``
+is a 400, not a coercion. Unknown top-level fields are tolerated (``extra="allow"``)
+but never forwarded: upstreams get ``forwarded_fields`` of the body only, so a field
+this gateway does not check cannot bypass its limits.
 Responses are built as these models too, then dumped without ``None`` fields.
 """
 
@@ -18,7 +20,7 @@ Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class ContentPart(_Open):
@@ -114,6 +116,13 @@ class ChatCompletionRequest(_Open):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     prediction: Prediction | None = None
     metadata: dict[str, str] | None = None
+    parallel_tool_calls: bool | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    user: str | None = None
 
     @field_validator("stop")
     @classmethod
@@ -142,6 +151,26 @@ class ChatCompletionRequest(_Open):
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def token_fields(self) -> dict[str, int]:
+        """Every token limit the request sets, by field: each one is checked, since
+        backends differ in which of them they read."""
+        return {name: value for name, value in (("max_tokens", self.max_tokens),
+                                                 ("max_completion_tokens", self.max_completion_tokens))
+                if value is not None}
+
+
+#: OpenAI chat parameters passed on to AR backends (everything else in a body stays here)
+FORWARDED_FIELDS = (
+    "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n",
+    "response_format", "tools", "tool_choice", "stream_options", "user", "presence_penalty",
+    "frequency_penalty", "logit_bias", "parallel_tool_calls", "prediction", "logprobs", "top_logprobs",
+    "metadata", "functions", "function_call", "top_k",
+)
+
+
+def forwarded_fields(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: body[key] for key in FORWARDED_FIELDS if key in body}
 
 
 # --- responses -------------------------------------------------------------

@@ -78,7 +78,9 @@ def test_fallback_on_timeout_plain_and_stream(gateway):
 def test_client_error_is_not_retried_elsewhere(gateway):
     with pytest.raises(openai.BadRequestError) as info:
         client(gateway).chat.completions.create(**ask("bad"))
-    assert "fake 400" in str(info.value)
+    # Tandem's own words with the request id; the upstream's text stays out by default
+    assert "up-400: upstream returned 400 (request id req_" in str(info.value)
+    assert "fake 400" not in str(info.value)
 
 
 def test_upstream_cut_mid_stream_ends_cleanly(gateway):

@@ -25,9 +25,13 @@ class BackendError(Exception):
         timeout: bool = False,
         connection: bool = False,
         client_error: bool = False,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
+        #: Tandem's own words: safe to log and to show a client
         self.message = message
+        #: the upstream's own error text: may hold anything, shown only where the policy allows
+        self.detail = detail
         self.status = status
         self.timeout = timeout
         self.connection = connection

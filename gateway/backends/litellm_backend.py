@@ -11,14 +11,10 @@ import asyncio
 from typing import Any, AsyncIterator
 
 from gateway.backends.base import Backend, BackendError
+from gateway.backends.upstream import is_client_status
+from gateway.wire import forwarded_fields
 from router.policy import BackendSpec
 
-# Fields litellm understands as OpenAI params; anything else in the body stays out.
-_FORWARDED = (
-    "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
-    "response_format", "tools", "tool_choice", "stream_options", "user", "presence_penalty",
-    "frequency_penalty", "logit_bias", "parallel_tool_calls", "prediction", "logprobs", "top_logprobs",
-)
 
 
 class LiteLLMBackend(Backend):
@@ -30,6 +26,7 @@ class LiteLLMBackend(Backend):
         import litellm
 
         self._litellm = litellm
+        self._own_text = spec.model.startswith("embedded/")
 
     @property
     def ready(self) -> bool:
@@ -44,7 +41,7 @@ class LiteLLMBackend(Backend):
             embedded_provider.local_model().load()
 
     def _kwargs(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
-        kwargs = {key: body[key] for key in _FORWARDED if key in body}
+        kwargs = forwarded_fields(body)
         kwargs.update(
             model=self.spec.model,
             stream=stream,
@@ -63,7 +60,7 @@ class LiteLLMBackend(Backend):
                 self._litellm.acompletion(**self._kwargs(body, False)), timeout=self.spec.timeout_s
             )
         except Exception as exc:  # litellm raises many types; map them once
-            raise _map_error(self.name, exc) from exc
+            raise _map_error(self.name, exc, self._own_text) from exc
         return response.model_dump(exclude_none=True)
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -74,19 +71,23 @@ class LiteLLMBackend(Backend):
         except BackendError:
             raise
         except Exception as exc:
-            raise _map_error(self.name, exc) from exc
+            raise _map_error(self.name, exc, self._own_text) from exc
 
 
-def _map_error(name: str, exc: Exception) -> BackendError:
+def _map_error(name: str, exc: Exception, own_text: bool = False) -> BackendError:
     if isinstance(exc, BackendError):
         return exc
     import litellm
 
+    # litellm's text quotes the upstream's: detail only (see gateway.backends.upstream)
     text = str(exc).splitlines()[0][:300] if str(exc) else exc.__class__.__name__
     if isinstance(exc, (asyncio.TimeoutError, litellm.exceptions.Timeout)):
         return BackendError(f"{name}: timed out", timeout=True)
     if isinstance(exc, litellm.exceptions.APIConnectionError):
-        return BackendError(f"{name}: connection failed: {text}", connection=True)
+        return BackendError(f"{name}: connection failed ({exc.__class__.__name__})", connection=True, detail=text)
     status = getattr(exc, "status_code", None)
-    client_error = isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
-    return BackendError(f"{name}: {text}", status=status if isinstance(status, int) else None, client_error=client_error)
+    status = status if isinstance(status, int) else None
+    where = f"upstream returned {status}" if status else f"failed ({exc.__class__.__name__})"
+    if own_text:  # the embedded provider's words are Tandem's own
+        where = text
+    return BackendError(f"{name}: {where}", status=status, client_error=is_client_status(status), detail=text)

@@ -15,7 +15,12 @@ import aiohttp
 import orjson
 
 from gateway.backends.base import Backend, BackendError, upstream_model
+from gateway.backends.upstream import parse_chunk, parse_completion, status_error
+from gateway.wire import forwarded_fields
 from router.policy import BackendSpec
+
+#: the largest whole answer read from an upstream; more is a backend error, not a memory spike
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 #: model prefixes whose upstream speaks the OpenAI wire format when api_base is set
 DIRECT_PREFIXES = ("openai/", "hosted_vllm/", "openai_compatible/")
@@ -32,7 +37,9 @@ class OpenAICompatBackend(Backend):
         self._headers = {"content-type": "application/json"}
         if spec.api_key:
             self._headers["authorization"] = f"Bearer {spec.api_key}"
-        # No total deadline (a long stream is fine); each read must arrive within timeout_s.
+        # Streams: no total deadline (a long stream is fine), each read within timeout_s.
+        # Whole answers: the executor gives each attempt timeout_s in all (a trickling
+        # upstream cannot hold a slot by sending one byte per read timeout).
         self._timeout = aiohttp.ClientTimeout(total=None, connect=min(10.0, spec.timeout_s),
                                               sock_read=spec.timeout_s)
         self._model = upstream_model(spec.model)
@@ -47,17 +54,17 @@ class OpenAICompatBackend(Backend):
         return self._session
 
     def _payload(self, body: dict[str, Any], stream: bool) -> bytes:
-        return orjson.dumps({**body, "model": self._model, "stream": stream})
+        return orjson.dumps({**forwarded_fields(body), "model": self._model, "stream": stream})
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         attempts = 1 + max(0, self.spec.max_retries)
         for attempt in range(attempts):
             try:
                 async with self._client().post(self._url, data=self._payload(body, False)) as response:
-                    content = await response.read()
+                    content = await _read_capped(self.name, response)
                     if response.status < 400:
-                        return orjson.loads(content)
-                    error = _status_error(self.name, response.status, content)
+                        return parse_completion(self.name, content)
+                    error = status_error(self.name, response.status, content)
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
                 error = BackendError(f"{self.name}: upstream timed out", timeout=True)
             except aiohttp.ClientError as exc:
@@ -70,33 +77,34 @@ class OpenAICompatBackend(Backend):
         try:
             async with self._client().post(self._url, data=self._payload(body, True)) as response:
                 if response.status >= 400:
-                    raise _status_error(self.name, response.status, await response.read())
+                    raise status_error(self.name, response.status, await response.read())
                 async for line in response.content:
                     if not line.startswith(b"data:"):
                         continue
                     data = line[5:].strip()
                     if data == b"[DONE]":
                         return
-                    chunk = orjson.loads(data)
-                    if "error" in chunk and "choices" not in chunk:
-                        raise BackendError(f"{self.name}: upstream error mid-stream: {chunk['error']}", status=502)
-                    yield chunk
+                    yield parse_chunk(self.name, data)
             raise BackendError(f"{self.name}: upstream closed the stream without [DONE]", connection=True)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise BackendError(f"{self.name}: upstream timed out", timeout=True) from exc
         except aiohttp.ClientError as exc:
             raise BackendError(f"{self.name}: upstream connection failed ({exc.__class__.__name__})",
                                connection=True) from exc
+        except ValueError as exc:  # aiohttp: a line longer than its reader's limit
+            raise BackendError(f"{self.name}: upstream sent an oversized stream line", status=502) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
-def _status_error(name: str, status: int, content: bytes) -> BackendError:
-    try:
-        detail = orjson.loads(content)["error"]["message"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        detail = content[:200].decode(errors="replace")
-    client_error = 400 <= status < 500 and status not in (408, 429)
-    return BackendError(f"{name}: upstream returned {status}: {detail}", status=status, client_error=client_error)
+
+async def _read_capped(name: str, response: aiohttp.ClientResponse) -> bytes:
+    parts, size = [], 0
+    async for part in response.content.iter_chunked(1 << 16):
+        size += len(part)
+        if size > MAX_RESPONSE_BYTES:
+            raise BackendError(f"{name}: upstream answer is larger than {MAX_RESPONSE_BYTES} bytes", status=502)
+        parts.append(part)
+    return b"".join(parts)
