@@ -225,12 +225,15 @@ async def _disconnected(request: Request) -> None:
 
 
 def routing_headers(decision: Decision, backend: str, fallbacks: str) -> dict[str, str]:
-    return {
+    headers = {
         "x-tandem-task": decision.task,
         "x-tandem-route": decision.route,
         "x-tandem-backend": backend,
         "x-tandem-fallbacks": fallbacks,
     }
+    if decision.tool_use is not None:
+        headers["x-tandem-tool-use"] = decision.tool_use.header()
+    return headers
 
 
 def backend_api_error(error: BackendError, policy: Policy, rid: str, tried: list[str] | None = None) -> APIError:

@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 
 from gateway import metrics
 from gateway.backends.base import Backend, BackendError
+from gateway.backends.tool_calls import follow_tool_use
 from gateway.registry import BackendRegistry
 from router.decision import Decision
 from router.policy import BackendSpec, FallbackSpec, Policy
@@ -87,7 +88,11 @@ class Executor:
         for index, (spec, fallback) in enumerate(chain):
             params = decision.params if index == 0 else spec.params
             next_fallback = chain[index + 1][1] if index + 1 < len(chain) else None
-            yield self.registry.get(spec), with_defaults(body, params), next_fallback
+            backend = self.registry.get(spec)
+            request = with_defaults(body, params)
+            if backend.follows_tool_use:
+                request = follow_tool_use(request, decision.tool_use)
+            yield backend, request, next_fallback
 
     async def complete(self, policy: Policy, decision: Decision, body: dict[str, Any]) -> tuple[dict[str, Any], Backend, Attempts]:
         attempts = Attempts()

@@ -61,6 +61,22 @@ class FunctionDefinition(_Open):
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
+    @field_validator("parameters")
+    @classmethod
+    def _parameters_are_a_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        from jsonschema import Draft202012Validator, SchemaError
+
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            where = "/".join(str(p) for p in exc.path) or "the root"
+            raise ValueError(f"not a valid JSON Schema (at {where}: {exc.message})") from None
+        if value.get("type", "object") != "object":
+            raise ValueError(f"function parameters must be a schema of type 'object', not {value.get('type')!r}")
+        return value
+
 
 class ToolDefinition(_Open):
     type: Literal["function"]
@@ -147,6 +163,16 @@ class ChatCompletionRequest(_Open):
             wanted = self.tool_choice.function.get("name")
             if wanted not in {tool.function.name for tool in self.tools or []}:
                 raise ValueError(f"tool_choice names '{wanted}', which is not in 'tools'")
+        return self
+
+    @model_validator(mode="after")
+    def _tool_results_answer_calls(self) -> "ChatCompletionRequest":
+        called: set[str] = set()
+        for index, message in enumerate(self.messages):
+            called.update(call.id for call in message.tool_calls or [])
+            if message.role == "tool" and message.tool_call_id not in called:
+                raise ValueError(f"messages[{index}] is a tool result for tool_call_id "
+                                 f"'{message.tool_call_id}', which no earlier assistant message called")
         return self
 
     def token_limit(self) -> int | None:

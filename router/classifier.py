@@ -10,13 +10,16 @@ No generation model is loaded here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from pathlib import Path
 from typing import Any, Mapping
 
 from router.content import ContentModel, Turn, last_turn, looks_like_code, rules_only_task
+from router.embedding import shared_embedder
 from router.shape import ShapeVerdict, shape_rules
+from router.tool_use import decide_tool_use
 from router.types import Classification
 
 log = logging.getLogger(__name__)
@@ -32,10 +35,25 @@ class TaskClassifier:
     def classify(self, request: Mapping[str, Any], *, use_content: bool = True) -> Classification:
         stream = bool(request.get("stream", False))
         try:
-            shape = shape_rules(request)
+            tool_use = self._tool_use(request)
+            shape = shape_rules(request, tool_use)
         except Exception as exc:  # malformed bodies must not break routing
             log.warning("shape rules failed: %s", exc)
             return Classification("chat", stream, (f"shape rules failed ({type(exc).__name__})",))
+        return dataclasses.replace(self._classify(request, shape, stream, use_content), tool_use=tool_use)
+
+    def _tool_use(self, request: Mapping[str, Any]):
+        # the sentence embedder sharpens tool relevance ("is it raining" ~ get_weather);
+        # without it (failed to load) word overlap alone decides
+        if self._content_error is None:
+            try:
+                return decide_tool_use(request, shared_embedder())
+            except Exception as exc:
+                log.warning("tool relevance without the embedder: %s", type(exc).__name__)
+        return decide_tool_use(request)
+
+    def _classify(self, request: Mapping[str, Any], shape: ShapeVerdict, stream: bool,
+                  use_content: bool) -> Classification:
         if not use_content or shape.task is not None or shape.prediction_text:
             # Shape decided. With Predicted Outputs the reply rewrites the predicted text,
             # so what that text is (code or prose) decides between code and edit.

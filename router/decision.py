@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from router.policy_schema import BackendSpec, FallbackSpec
 
@@ -24,6 +25,8 @@ class Decision:
     fallbacks: tuple[FallbackSpec, ...] = ()
     params: dict = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
+    #: ``router.tool_use.ToolUse`` when the request has tools (None otherwise)
+    tool_use: Any = None
 
     def explain(self) -> dict:
         """JSON-ready summary for logs and debug headers (no secrets)."""
@@ -34,4 +37,6 @@ class Decision:
             "backend": self.backend.name,
             "fallbacks": [f.backend for f in self.fallbacks],
             "reasons": list(self.reasons),
+            "tool_use": None if self.tool_use is None else {
+                "mode": self.tool_use.mode, "tools": list(self.tool_use.tools), "reason": self.tool_use.reason},
         }

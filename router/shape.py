@@ -1,9 +1,9 @@
 """Shape rules: what the request body's fields alone say about the task.
 
-Precedence when several apply: tool_call (tools with tool_choice required, auto, absent
-or naming a function) > structured (response_format json_schema/json_object) > code
+Precedence when several apply: tool_call (tools with tool_choice required or naming a
+function, or auto/absent when ``router.tool_use`` decides a call) > structured (response_format json_schema/json_object) > code
 (fill-in-the-middle markers) > the rest, which the content stage decides. tool_choice
-"none" leaves the decision to the next rules. ``prediction`` (Predicted Outputs) is a hint:
+"none", or auto deciding to answer, leaves the decision to the next rules. ``prediction`` (Predicted Outputs) is a hint:
 the reply rewrites given text, so the content stage picks between edit and code.
 """
 
@@ -101,8 +101,9 @@ def _prediction_text(request: Mapping[str, Any]) -> str | None:
     return ""
 
 
-def shape_rules(request: Mapping[str, Any]) -> ShapeVerdict:
-    """Apply the field-based rules to a parsed chat-completion body."""
+def shape_rules(request: Mapping[str, Any], tool_use: Any = None) -> ShapeVerdict:
+    """Apply the field-based rules to a parsed chat-completion body. ``tool_use`` is
+    ``router.tool_use.decide_tool_use``'s verdict for auto/absent tool_choice."""
     tools = _tools(request)
     choice = _tool_choice(request)
     reasons: list[str] = []
@@ -110,11 +111,15 @@ def shape_rules(request: Mapping[str, Any]) -> ShapeVerdict:
         named = _named_choice(choice)
         if named:
             return ShapeVerdict("tool_call", (f"tools given and tool_choice names {named}",))
-        if choice is None:
-            return ShapeVerdict("tool_call", ("tools given, tool_choice absent (auto)",))
-        if choice != "none":
+        if choice in (None, "auto"):
+            if tool_use is None or tool_use.mode == "call":
+                return ShapeVerdict("tool_call", (f"tools given, tool_choice {choice or 'absent'} (auto): "
+                                                  f"{tool_use.reason if tool_use else 'call'}",))
+            reasons.append(f"tools given, tool_choice auto: answer ({tool_use.reason}); content decides")
+        elif choice != "none":
             return ShapeVerdict("tool_call", (f"tools given and tool_choice={choice}",))
-        reasons.append("tool_choice=none: no tool call, content decides")
+        else:
+            reasons.append("tool_choice=none: no tool call, content decides")
 
     response_format = request.get("response_format")
     rf_type = response_format.get("type") if isinstance(response_format, Mapping) else None

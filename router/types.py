@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Task = Literal["chat", "structured", "edit", "code", "tool_call"]
 TASKS: tuple[str, ...] = ("chat", "structured", "edit", "code", "tool_call")
@@ -18,3 +18,5 @@ class Classification:
     reasons: tuple[str, ...] = field(default_factory=tuple)
     #: probability of ``task`` when the content model decided; None for shape rules
     confidence: float | None = None
+    #: ``router.tool_use.ToolUse`` for requests with tools (call or answer, and why)
+    tool_use: Any = None

@@ -142,9 +142,27 @@ def test_route_explain_endpoint(gateway):
         "tool_choice": "required",
     }
     decision = httpx.post(gateway.base + "/v1/route/explain", json=body).json()
-    assert set(decision) == {"task", "stream", "route", "backend", "fallbacks", "reasons"}
+    assert set(decision) == {"task", "stream", "route", "backend", "fallbacks", "reasons", "tool_use"}
     assert decision["task"] == "tool_call" and decision["route"] == "structured"
     assert decision["reasons"]
+    assert decision["tool_use"] == {"mode": "call", "tools": ["get_weather"], "reason": "tool_choice=required"}
+
+
+def test_route_explain_says_why_auto_answers(gateway):
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Get the weather for a city",
+                                               "parameters": {"type": "object"}}}]
+    asks = httpx.post(gateway.base + "/v1/route/explain", json={
+        "model": "auto", "tools": tools, "messages": [{"role": "user", "content": "What's the weather in Oslo?"}]}).json()
+    assert asks["task"] == "tool_call" and asks["tool_use"]["mode"] == "call"
+    small_talk = httpx.post(gateway.base + "/v1/route/explain", json={
+        "model": "auto", "tools": tools, "messages": [{"role": "user", "content": "Hi! What is 2+2?"}]}).json()
+    assert small_talk["task"] != "tool_call" and small_talk["tool_use"]["mode"] == "answer"
+    answered = httpx.post(gateway.base + "/v1/route/explain", json={"model": "auto", "tools": tools, "messages": [
+        {"role": "user", "content": "What's the weather in Oslo?"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                              "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "4 C, rain"}]}).json()
+    assert answered["tool_use"]["mode"] == "answer" and "tool results" in answered["tool_use"]["reason"]
 
 
 def test_models_health_metrics(gateway):
@@ -190,3 +208,23 @@ def test_logs_hold_no_prompt_text(gateway):
     client(gateway).chat.completions.create(model="direct", messages=[{"role": "user", "content": secret}])
     client(gateway).chat.completions.create(model="flaky", messages=[{"role": "user", "content": secret}])
     assert secret not in gateway.log_text()
+
+
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("extra,names", [
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": 3}}}]},
+     "tools[0].function.parameters"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+     "tools[0].function.parameters"),
+    ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "'nope'"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_x", "content": "1"}]},
+     "messages[1]"),
+])
+def test_bad_tool_requests_are_400s_naming_the_field(gateway, extra, names):
+    body = {"model": "direct", "messages": [{"role": "user", "content": "hi"}], **extra}
+    response = httpx.post(gateway.base + "/v1/chat/completions", json=body, timeout=10)
+    assert response.status_code == 400, response.text
+    assert names in response.json()["error"]["message"]

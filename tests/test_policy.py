@@ -75,8 +75,10 @@ def test_default_policy_routes_by_task_and_stream():
     assert policy.alias("auto").classify is True
     assert policy.backends["embedded-ar"].model == "embedded/smollm2"
     assert policy.backends["embedded-diffusion"].model == "embedded/smollm2-diffusion"
-    for task in TASKS:  # streams go to AR whatever the task
+    for task in ("chat", "edit", "code"):  # free-text streams go to AR
         assert policy.decide({"model": "auto"}, cls(task, True), {}).backend.kind == "ar"
+    for task in ("structured", "tool_call"):  # a stream takes the same validated route as without
+        assert policy.decide({"model": "auto"}, cls(task, True), {}).route == "structured-to-diffusion"
     for task in ("structured", "tool_call", "edit", "code"):
         decision = policy.decide({"model": "auto"}, cls(task), {})
         assert decision.backend.name == "embedded-diffusion"
@@ -427,7 +429,7 @@ def test_first_match_wins_in_order(tmp_path):
     chat = policy.decide(req, cls("chat"), {})
     assert chat.route == "default"
     assert chat.explain() == {"task": "chat", "stream": False, "route": "default", "backend": "ar",
-                              "fallbacks": [], "reasons": ["route 'default': catch-all (no match conditions)"]}
+                              "fallbacks": [], "reasons": ["route 'default': catch-all (no match conditions)"], "tool_use": None}
 
 
 def test_alias_pins_route_even_after_catch_all(tmp_path):

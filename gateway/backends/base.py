@@ -63,6 +63,10 @@ class Backend(ABC):
     def warmup(self) -> None:
         """Load whatever the backend needs (blocking; called off the event loop)."""
 
+    #: True for the embedded models: the router's tool-use decision binds them (providers
+    #: decide tool use themselves and get the request as the client sent it)
+    follows_tool_use: bool = False
+
     @abstractmethod
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]: ...
 

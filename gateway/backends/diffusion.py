@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, AsyncIterator
@@ -24,8 +22,9 @@ from gateway import metrics
 from gateway.backends.base import Backend, BackendError
 from gateway.backends.diffusion_requests import DiffusionJob, plan
 from gateway.backends.local_ar import StopScanner
+from gateway.backends.tool_calls import completion_as_chunks, tool_call
 from gateway.wire import (
-    ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, FunctionCall, ResponseMessage, ToolCall, Usage,
+    ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, ResponseMessage, Usage,
     completion_id, dump, now,
 )
 from router.policy import BackendSpec
@@ -70,6 +69,8 @@ def load_denoiser(model: str) -> tuple[Any, Any]:
 
 
 class DiffusionBackend(Backend):
+    follows_tool_use = True
+
     def __init__(self, spec: BackendSpec) -> None:
         super().__init__(spec)
         self._lock = threading.Lock()
@@ -184,9 +185,7 @@ class DiffusionBackend(Backend):
 
     def _message(self, job: DiffusionJob, value: Any, text: str) -> tuple[ResponseMessage, str]:
         if job.kind == "tool":
-            call = ToolCall(id="call_" + uuid.uuid4().hex[:24],
-                            function=FunctionCall(name=value["name"], arguments=json.dumps(value["arguments"])))
-            return ResponseMessage(content=None, tool_calls=[call]), "tool_calls"
+            return ResponseMessage(content=None, tool_calls=[tool_call(value)]), "tool_calls"
         return ResponseMessage(content=text), "stop"
 
     # --- Backend API ---------------------------------------------------------------
@@ -286,17 +285,9 @@ class DiffusionBackend(Backend):
             # A structured document is sent once it validates: never a prefix that could turn invalid.
             prompt, result = await self._structured_result(job, body)
             message, finish = self._message(job, result.value, result.text)
-            usage = self._structured_usage(prompt, result)
-            if message.tool_calls:
-                call = message.tool_calls[0]
-                delta = Delta(role="assistant", tool_calls=[{"index": 0, "id": call.id, "type": "function",
-                                                             "function": call.function.model_dump()}])
-            else:
-                delta = Delta(role="assistant", content=message.content)
-            yield chunk(delta)
-            yield chunk(Delta(), finish)
-            if include_usage:
-                yield chunk(Delta(), usage=usage, choices=False)
+            completion = self._completion(message, finish, self._structured_usage(prompt, result))
+            for part in completion_as_chunks({**completion, "id": ident, "created": created}, body):
+                yield part
             return
         yield chunk(Delta(role="assistant", content=""))
         # Draft events (the block being denoised, not final) only for clients that ask.

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.backends.local_ar import template_messages
+from gateway.backends.tool_calls import call_schema, functions, with_tool_prompt
 
 #: <|fim_prefix|>…<|fim_suffix|>…<|fim_middle|> and the <fim_prefix> spelling
 FIM = re.compile(
@@ -36,23 +37,10 @@ class DiffusionJob:
 
 
 def tool_spec(body: dict[str, Any]) -> ToolSpec | None:
-    tools = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
-    choice = body.get("tool_choice")
-    if not tools or choice == "none":
+    tools = functions(body)
+    if not tools:
         return None
-    if isinstance(choice, dict):
-        tools = [t for t in tools if t["name"] == choice["function"]["name"]]
-    branches = []
-    for tool in tools:
-        parameters = tool.get("parameters") or {"type": "object", "properties": {}}
-        branches.append({
-            "type": "object",
-            "properties": {"name": {"const": tool["name"]}, "arguments": parameters},
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        })
-    schema = branches[0] if len(branches) == 1 else {"anyOf": branches}
-    return ToolSpec(schema=schema, names=tuple(t["name"] for t in tools))
+    return ToolSpec(schema=call_schema(tools), names=tuple(t["name"] for t in tools))
 
 
 def response_schema(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -69,7 +57,8 @@ def plan(body: dict[str, Any]) -> DiffusionJob:
     messages = template_messages(body["messages"])
     tools = tool_spec(body)
     if tools is not None:
-        return DiffusionJob("tool", messages, schema=tools.schema, tools=tools)
+        return DiffusionJob("tool", template_messages(with_tool_prompt(body["messages"], functions(body))),
+                            schema=tools.schema, tools=tools)
     schema = response_schema(body)
     if schema is not None:
         return DiffusionJob("json", messages, schema=schema)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
+import orjson
+
 from gateway.backends.base import Backend, BackendError
+from gateway.backends.tool_calls import call_schema, completion_as_chunks, functions, tool_call, with_tool_prompt
 from gateway.backends.upstream import is_client_status
 from gateway.wire import forwarded_fields
 from router.policy import BackendSpec
@@ -27,6 +30,8 @@ class LiteLLMBackend(Backend):
 
         self._litellm = litellm
         self._own_text = spec.model.startswith("embedded/")
+        # the router's tool-use decision binds the embedded model; providers decide themselves
+        self.follows_tool_use = self._own_text
 
     @property
     def ready(self) -> bool:
@@ -55,6 +60,8 @@ class LiteLLMBackend(Backend):
         return kwargs
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self._own_text and body.get("tools"):
+            return await self._embedded_tool_call(body)
         try:
             response = await asyncio.wait_for(
                 self._litellm.acompletion(**self._kwargs(body, False)), timeout=self.spec.timeout_s
@@ -63,7 +70,29 @@ class LiteLLMBackend(Backend):
             raise _map_error(self.name, exc, self._own_text) from exc
         return response.model_dump(exclude_none=True)
 
+    async def _embedded_tool_call(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A tool call by the embedded AR model: its ``{"name", "arguments"}`` document is
+        decoded under the tools' schema, then returned as ``tool_calls``."""
+        tools = functions(body)
+        request = {k: v for k, v in body.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+        request["messages"] = with_tool_prompt(body["messages"], tools)
+        request["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": "tool_call", "schema": call_schema(tools)}}
+        completion = await self.complete(request)
+        choice = completion["choices"][0]
+        if choice.get("finish_reason") == "length":
+            return completion  # the call was cut: the partial document as content, as OpenAI does
+        call = tool_call(orjson.loads(choice["message"]["content"]))
+        choice["message"] = {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]}
+        choice["finish_reason"] = "tool_calls"
+        return completion
+
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        if self._own_text and body.get("tools"):
+            # a call is sent once it is whole (its arguments validated against the schema)
+            for chunk in completion_as_chunks(await self._embedded_tool_call(body), body):
+                yield chunk
+            return
         try:
             response = await self._litellm.acompletion(**self._kwargs(body, True))
             async for chunk in response:

@@ -203,8 +203,22 @@ class LocalARModel:
 
 
 def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """OpenAI messages as the plain ``{role, content}`` turns a chat template expects."""
-    return [{"role": _chat_role(m["role"]), "content": _text(m)} for m in messages]
+    """OpenAI messages as the plain ``{role, content}`` turns a chat template expects.
+
+    SmolLM2's template knows system/user/assistant only: an assistant's tool calls become
+    its text (``Called name(arguments)``), a tool result a user turn naming the tool it
+    answers, so a multi-turn agent conversation reads as what happened.
+    """
+    names = {call.get("id"): (call.get("function") or {}).get("name")
+             for m in messages for call in m.get("tool_calls") or []}
+    turns = []
+    for message in messages:
+        text = _text(message)
+        if message["role"] in ("tool", "function"):
+            tool = names.get(message.get("tool_call_id")) or message.get("name") or "the tool"
+            text = f"Result of {tool}: {text}"
+        turns.append({"role": _chat_role(message["role"]), "content": text})
+    return turns
 
 
 def _chat_role(role: str) -> str:
@@ -214,9 +228,10 @@ def _chat_role(role: str) -> str:
 
 def _text(message: dict[str, Any]) -> str:
     content = message.get("content")
+    calls = message.get("tool_calls") or []
+    said = "\n".join(f"Called {c['function']['name']}({c['function']['arguments']})" for c in calls)
     if content is None:
-        calls = message.get("tool_calls") or []
-        return "\n".join(f"{c['function']['name']}({c['function']['arguments']})" for c in calls)
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text") or "" for part in content if part.get("type") == "text")
+        return said
+    if isinstance(content, list):
+        content = "".join(part.get("text") or "" for part in content if part.get("type") == "text")
+    return f"{content}\n{said}".strip() if said else content

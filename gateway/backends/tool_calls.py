@@ -1,0 +1,161 @@
+"""Tool calls on the embedded backends: the request they generate for, and the answer back.
+
+The router's ``ToolUse`` decision (``router.tool_use``) says call or answer; here it binds
+the embedded models (providers choose for themselves and get the request unchanged):
+
+- answer: the tools leave the request, the model writes text;
+- call: one JSON document ``{"name": …, "arguments": …}`` is generated under a schema whose
+  ``name`` picks a tool and whose ``arguments`` are that tool's ``parameters`` — the same
+  schema compiler as ``response_format``, so pydantic's ``$defs``/``$ref``, enums and nested
+  models work. With no ``additionalProperties`` given, objects are closed for generation
+  (declared properties only, as a function signature means); the document still satisfies
+  the schema as given.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from typing import Any, Mapping
+
+from gateway.wire import FunctionCall, ToolCall
+
+_DEF_KEYS = ("$defs", "definitions")
+#: keywords under which a schema holds sub-schemas (values are schemas or lists/maps of them)
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
+                  "propertyNames", "unevaluatedProperties", "unevaluatedItems")
+
+
+def follow_tool_use(body: dict[str, Any], tool_use: Any) -> dict[str, Any]:
+    """``body`` as an embedded backend should serve it under the router's decision
+    (no decision with tools means ``tool_choice: "none"``: text)."""
+    if not body.get("tools"):
+        return body
+    request = {k: v for k, v in body.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+    if tool_use is None or tool_use.mode == "answer":
+        return request
+    allowed = set(tool_use.tools)
+    request["tools"] = [t for t in body["tools"] if t.get("function", {}).get("name") in allowed]
+    request["tool_choice"] = "required"
+    return request
+
+
+def functions(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The function tools a request offers, narrowed by a named ``tool_choice``."""
+    choice = body.get("tool_choice")
+    found = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
+    if not found or choice == "none":
+        return []
+    if isinstance(choice, Mapping):
+        found = [f for f in found if f["name"] == (choice.get("function") or {}).get("name")]
+    return found
+
+
+def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """One JSON Schema for ``{"name", "arguments"}`` over ``tools``; every tool's ``$defs`` are
+    hoisted to the root (prefixed by the tool's name when there are several) and its
+    ``$ref``s pointed there, so they resolve as they did inside ``parameters``."""
+    branches, defs = [], {}
+    for tool in tools:
+        parameters = copy.deepcopy(tool.get("parameters") or {"type": "object", "properties": {}})
+        prefix = f"{tool['name']}." if len(tools) > 1 else ""
+        own = {name: sub for key in _DEF_KEYS for name, sub in (parameters.pop(key, None) or {}).items()}
+        _retarget_refs(parameters, prefix)
+        for name, sub in own.items():
+            _retarget_refs(sub, prefix)
+            defs[prefix + name] = sub
+        branches.append({
+            "type": "object",
+            "properties": {"name": {"const": tool["name"]}, "arguments": parameters},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        })
+    schema: dict[str, Any] = branches[0] if len(branches) == 1 else {"anyOf": branches}
+    if defs:
+        schema = {**schema, "$defs": defs}
+    return close_objects(schema)
+
+
+def _retarget_refs(node: Any, prefix: str) -> None:
+    """``#/$defs/X`` and ``#/definitions/X`` → ``#/$defs/<prefix>X``, in place."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            for key in _DEF_KEYS:
+                if ref.startswith(f"#/{key}/"):
+                    node["$ref"] = f"#/$defs/{prefix}{ref[len(key) + 3:]}"
+        for value in node.values():
+            _retarget_refs(value, prefix)
+    elif isinstance(node, list):
+        for value in node:
+            _retarget_refs(value, prefix)
+
+
+def close_objects(schema: Any) -> Any:
+    """``schema`` (changed in place) where each object schema that lists ``properties`` and says nothing of
+    other keys gets ``additionalProperties: false``. Not inside ``allOf`` (its branches
+    share one instance, so closing one would reject the others' properties)."""
+    def walk(node: Any, in_all_of: bool) -> None:
+        if not isinstance(node, dict):
+            return
+        if ("properties" in node and not in_all_of and "additionalProperties" not in node
+                and "patternProperties" not in node and "unevaluatedProperties" not in node):
+            node["additionalProperties"] = False
+        for key in _SUBSCHEMA_MAPS:
+            for sub in (node.get(key) or {}).values() if isinstance(node.get(key), dict) else ():
+                walk(sub, False)
+        for key in _SUBSCHEMA_LISTS:
+            for sub in node.get(key) or () if isinstance(node.get(key), list) else ():
+                walk(sub, in_all_of or key == "allOf")
+        for key in _SUBSCHEMA_ONE:
+            walk(node.get(key), False)
+
+    walk(schema, False)
+    return schema
+
+
+def tool_prompt(tools: list[dict[str, Any]]) -> str:
+    """The tools in words, for a system turn: what a small model needs to pick and fill one."""
+    lines = ["You can call these tools. Answer with one call, filling its arguments from the conversation:"]
+    for tool in tools:
+        properties = (tool.get("parameters") or {}).get("properties") or {}
+        arguments = ", ".join(properties) or "no arguments"
+        lines.append(f"- {tool['name']}({arguments}): {tool.get('description') or ''}".rstrip(": "))
+    return "\n".join(lines)
+
+
+def with_tool_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with the tool list in the system turn (a new one when there is none)."""
+    text = tool_prompt(tools)
+    if messages and messages[0].get("role") in ("system", "developer"):
+        first = messages[0]
+        return [{**first, "content": f"{first.get('content') or ''}\n\n{text}".strip()}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
+
+
+def tool_call(value: Mapping[str, Any]) -> ToolCall:
+    """The wire tool call for a generated ``{"name", "arguments"}`` document."""
+    return ToolCall(id="call_" + uuid.uuid4().hex[:24],
+                    function=FunctionCall(name=value["name"], arguments=json.dumps(value["arguments"])))
+
+
+def completion_as_chunks(completion: dict[str, Any], body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A whole ``chat.completion`` as the stream OpenAI would send for it: the message in one
+    delta (``tool_calls`` with whole arguments, or content), the finish, then usage if asked."""
+    choice = completion["choices"][0]
+    message = choice.get("message") or {}
+    delta: dict[str, Any] = {"role": "assistant"}
+    if message.get("tool_calls"):
+        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+    else:
+        delta["content"] = message.get("content") or ""
+    head = {"id": completion.get("id"), "object": "chat.completion.chunk", "created": completion.get("created"),
+            "model": completion.get("model")}
+    chunks = [{**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+              {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason")}]}]
+    if (body.get("stream_options") or {}).get("include_usage") and completion.get("usage"):
+        chunks.append({**head, "choices": [], "usage": completion["usage"]})
+    return chunks

@@ -1,0 +1,168 @@
+"""Whether a request with tools gets tool calls or an answer: OpenAI's ``tool_choice`` semantics.
+
+``required`` and a named function force a call. ``auto`` (or no ``tool_choice``) leaves the
+choice to the model; a model that always calls loops an agent forever, so Tandem decides
+here, before generation, from what can be known well:
+
+1. the conversation state: tool results after the last user turn already answer it (an
+   agent sends them back to get the answer); the same call with the same arguments made
+   twice is a loop — answer;
+2. relevance: does the last user turn ask for what a tool does? Word overlap between the
+   turn and the tool's name and description, and, when the router's sentence embedder is
+   loaded, their cosine similarity.
+
+Generation then follows the decision: a constrained call restricted to ``tools``, or text.
+Providers that choose for themselves (litellm, pass-through upstreams) get the request
+unchanged; the decision binds the embedded backends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
+
+from router.shape import message_text
+
+#: cosine similarity (MiniLM, unit vectors) above which a turn asks for what a tool does
+RELEVANCE_COSINE = 0.2
+#: lower bars for tools the conversation already points at: named in the system prompt
+#: ("every attack requires a roll via roll_dice"), or called in an earlier turn (follow-ups)
+NAMED_IN_SYSTEM_COSINE = 0.03
+CALLED_BEFORE_COSINE = 0.1
+
+_STOPWORDS = frozenset(
+    "a an the and or of to in on at for by with from is are was be been it its this that these those "
+    "i me my you your we our he she they them what whats which who how when where why do does did can "
+    "could would should will please tell get use using any some "
+    "all about into as if then than so not no yes hi hello hey thanks thank there here just now".split()
+)
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """The decision for one request with tools.
+
+    ``mode`` "call": generate tool calls, restricted to ``tools``, at most ``max_calls``
+    (None: no limit); "answer": generate text. ``reason`` goes to explain and headers.
+    """
+
+    mode: Literal["call", "answer"]
+    tools: tuple[str, ...]
+    reason: str
+    forced: bool = False
+    max_calls: int | None = None
+
+    def header(self) -> str:
+        return f"{self.mode}; {self.reason}"
+
+
+def _words(text: str) -> set[str]:
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
+    words = set()
+    for word in re.findall(r"[a-zA-Z]{2,}", spaced.replace("_", " ").lower()):
+        if word in _STOPWORDS:
+            continue
+        for suffix in ("ing", "es", "s", "ed"):  # a light stem: weather/weathers, search/searching
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                word = word[: -len(suffix)]
+                break
+        words.add(word)
+    return words
+
+
+def tool_text(function: Mapping[str, Any]) -> str:
+    """What a tool does, in words: its name and description."""
+    name = str(function.get("name") or "")
+    return f"{name.replace('_', ' ')}. {function.get('description') or ''}".strip()
+
+
+def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    tools = request.get("tools") or []
+    return [t["function"] for t in tools if isinstance(t, Mapping) and isinstance(t.get("function"), Mapping)]
+
+
+def _calls_since_last_user(messages: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], bool]:
+    """Calls (name, canonical arguments) the assistant made after the last user turn, and
+    whether the conversation ends with tool results."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    calls: list[tuple[str, str]] = []
+    for message in messages[last_user + 1:]:
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            calls.append((str(function.get("name")), _canonical(function.get("arguments"))))
+    ends_with_result = bool(messages) and messages[-1].get("role") in ("tool", "function")
+    return calls, ends_with_result
+
+
+def _canonical(arguments: Any) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True) if isinstance(arguments, str) else json.dumps(arguments, sort_keys=True)
+    except (ValueError, TypeError):
+        return str(arguments)
+
+
+def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message_text(message)
+    return ""
+
+
+def relevant_tools(turn: str, functions: Sequence[Mapping[str, Any]], embedder: Any = None,
+                   context: str = "", called_before: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """``(name, why)`` for each tool the turn asks for. ``context`` is the system prompt;
+    ``called_before`` the tools called in earlier turns."""
+    asked = _words(turn)
+    found: list[tuple[str, str]] = []
+    unmatched = []
+    for function in functions:
+        shared = sorted(asked & _words(tool_text(function)))
+        if shared:
+            found.append((str(function["name"]), f"the last user turn mentions {', '.join(shared[:3])}"))
+        else:
+            unmatched.append(function)
+    if unmatched and embedder is not None and turn.strip():
+        vectors = embedder.encode([turn] + [tool_text(f) for f in unmatched])
+        for function, vector in zip(unmatched, vectors[1:]):
+            name = str(function["name"])
+            cosine = float(vectors[0] @ vector)
+            if cosine >= RELEVANCE_COSINE:
+                found.append((name, f"the last user turn is close to what it does (cos={cosine:.2f})"))
+            elif name in context and cosine >= NAMED_IN_SYSTEM_COSINE:
+                found.append((name, f"the system prompt names it (cos={cosine:.2f})"))
+            elif name in called_before and cosine >= CALLED_BEFORE_COSINE:
+                found.append((name, f"a follow-up to an earlier call (cos={cosine:.2f})"))
+    return found
+
+
+def decide_tool_use(request: Mapping[str, Any], embedder: Any = None) -> ToolUse | None:
+    """The decision for a validated chat request; None without tools or with tool_choice none."""
+    functions = _functions(request)
+    choice = request.get("tool_choice")
+    if not functions or choice == "none":
+        return None
+    names = tuple(str(f["name"]) for f in functions)
+    max_calls = 1 if request.get("parallel_tool_calls") is False else None
+    if isinstance(choice, Mapping):
+        named = str((choice.get("function") or {}).get("name"))
+        return ToolUse("call", (named,), f"tool_choice names {named}", forced=True, max_calls=1)
+    if choice == "required":
+        return ToolUse("call", names, "tool_choice=required", forced=True, max_calls=max_calls)
+    messages = [m for m in request.get("messages") or [] if isinstance(m, Mapping)]
+    calls, ends_with_result = _calls_since_last_user(messages)
+    if len(set(calls)) < len(calls):
+        return ToolUse("answer", (), "the same tool call was already made with the same arguments")
+    called = {name for name, _ in calls}
+    uncalled = [f for f in functions if f["name"] not in called]
+    context = " ".join(message_text(m) for m in messages if m.get("role") in ("system", "developer"))
+    called_before = frozenset(str((c.get("function") or {}).get("name")) for m in messages
+                              for c in m.get("tool_calls") or [])
+    relevant = relevant_tools(_last_user_text(messages), uncalled, embedder, context, called_before)
+    if relevant:
+        chosen = tuple(name for name, _ in relevant)
+        return ToolUse("call", chosen, f"{chosen[0]}: {relevant[0][1]}", max_calls=max_calls)
+    if ends_with_result:
+        return ToolUse("answer", (), f"tool results for {', '.join(sorted(called)) or 'the calls'} answer the last user turn")
+    return ToolUse("answer", (), "no tool matches the last user turn")

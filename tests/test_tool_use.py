@@ -1,0 +1,115 @@
+"""Tool use with OpenAI's semantics: the call-or-answer decision and the call schema."""
+
+from __future__ import annotations
+
+import jsonschema
+import openai
+import pytest
+from enum import Enum
+from pydantic import BaseModel
+
+from gateway.backends.tool_calls import call_schema, close_objects, follow_tool_use
+from router.tool_use import decide_tool_use
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Get the current weather for a city",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+BOOK = {"type": "function", "function": {"name": "book_flight", "description": "Book a flight offer",
+                                         "parameters": {"type": "object", "properties": {"offer": {"type": "string"}}}}}
+
+
+def user(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+def called(name: str, arguments: str, ident: str) -> list[dict]:
+    return [{"role": "assistant", "content": None,
+             "tool_calls": [{"id": ident, "type": "function", "function": {"name": name, "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": ident, "content": "done"}]
+
+
+@pytest.mark.parametrize("text", ["Hi! What is 2+2?", "Tell me a joke", "Write a haiku about autumn"])
+def test_auto_answers_a_turn_no_tool_serves(text):
+    decision = decide_tool_use({"messages": [user(text)], "tools": [WEATHER]})
+    assert decision.mode == "answer"
+
+
+def test_auto_calls_the_tool_the_turn_asks_for():
+    decision = decide_tool_use({"messages": [user("What's the weather in Paris?")], "tools": [WEATHER, BOOK]})
+    assert decision.mode == "call" and decision.tools == ("get_weather",)
+    assert "weather" in decision.reason
+
+
+def test_tool_results_end_the_loop():
+    messages = [user("What's the weather in Paris?"), *called("get_weather", '{"city": "Paris"}', "c1")]
+    decision = decide_tool_use({"messages": messages, "tools": [WEATHER]})
+    assert decision.mode == "answer" and "tool results" in decision.reason
+
+
+def test_an_uncalled_tool_the_turn_asks_for_is_the_next_step():
+    messages = [user("Find the cheapest weather-proof flight and book it"),
+                *called("get_weather", '{"city": "Oslo"}', "c1")]
+    decision = decide_tool_use({"messages": messages, "tools": [WEATHER, BOOK]})
+    assert decision.mode == "call" and decision.tools == ("book_flight",)
+
+
+def test_the_same_call_twice_is_a_loop():
+    messages = [user("weather in Paris and then again"), *called("get_weather", '{"city":"Paris"}', "c1"),
+                *called("get_weather", '{"city": "Paris"}', "c2")]
+    decision = decide_tool_use({"messages": messages, "tools": [WEATHER, BOOK]})
+    assert decision.mode == "answer" and "same tool call" in decision.reason
+
+
+def test_required_and_named_force_a_call():
+    required = decide_tool_use({"messages": [user("Hi")], "tools": [WEATHER, BOOK], "tool_choice": "required",
+                                "parallel_tool_calls": False})
+    assert required.mode == "call" and required.forced and required.max_calls == 1
+    named = decide_tool_use({"messages": [user("Hi")], "tools": [WEATHER, BOOK],
+                             "tool_choice": {"type": "function", "function": {"name": "book_flight"}}})
+    assert named.tools == ("book_flight",)
+    assert decide_tool_use({"messages": [user("weather?")], "tools": [WEATHER], "tool_choice": "none"}) is None
+
+
+def test_embedded_backends_follow_the_decision():
+    body = {"messages": [user("x")], "tools": [WEATHER, BOOK], "tool_choice": "auto"}
+    answer = follow_tool_use(body, decide_tool_use({"messages": [user("Tell me a joke")], "tools": [WEATHER]}))
+    assert "tools" not in answer and "tool_choice" not in answer
+    call = follow_tool_use(body, decide_tool_use({"messages": [user("weather in Rome?")], "tools": [WEATHER, BOOK]}))
+    assert [t["function"]["name"] for t in call["tools"]] == ["get_weather"] and call["tool_choice"] == "required"
+
+
+class Unit(str, Enum):
+    celsius = "celsius"
+    fahrenheit = "fahrenheit"
+
+
+class Location(BaseModel):
+    city: str
+    country: str | None = None
+
+
+class GetWeather(BaseModel):
+    location: Location
+    unit: Unit
+    extra: list[Location] = []
+
+
+def test_pydantic_defs_resolve_in_the_call_schema():
+    tool = openai.pydantic_function_tool(GetWeather)["function"]
+    other = {"name": "other", "parameters": {"type": "object", "$defs": {"Location": {"type": "integer"}},
+                                             "properties": {"n": {"$ref": "#/$defs/Location"}}}}
+    schema = call_schema([tool, other])
+    validator = jsonschema.Draft202012Validator(schema)
+    good = {"name": "GetWeather", "arguments": {"location": {"city": "Paris", "country": None}, "unit": "celsius",
+                                                "extra": []}}
+    assert validator.is_valid(good)
+    assert not validator.is_valid({**good, "arguments": {**good["arguments"], "unit": "kelvin"}})
+    assert validator.is_valid({"name": "other", "arguments": {"n": 3}})  # each tool keeps its own Location
+    assert not validator.is_valid({"name": "other", "arguments": {"n": "3"}})
+
+
+def test_objects_are_closed_for_generation_but_not_inside_all_of():
+    schema = close_objects({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": {}}}},
+                            "allOf": [{"properties": {"c": {}}}]})
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["a"]["additionalProperties"] is False
+    assert "additionalProperties" not in schema["allOf"][0]
