@@ -21,6 +21,7 @@ BENCHES: dict[str, list[str]] = {
     "diffusion-infill": ["-m", "diffusion_engine.eval", "--set", "infill", "--thresholds", "0.9,0.5",
                          "--verified", "16", "--max-tokens", "48", "--dtype", "float32", "--threads", "2"],
     # AR in float32 too: in bf16 (the default on AMX CPUs) float32 is AR's faster dtype
+    "agents": ["-m", "bench.agents"],
     "extraction": ["-m", "diffusion_engine.eval_extract",
                    "--methods", "ar,ar_float32,diffusion,verified,verified_skeleton"],
 }

@@ -85,14 +85,18 @@ def test_tool_call_is_valid(backend):
     assert json.loads(call["function"]["arguments"])["zone"] in ("utc", "cet")
 
 
-@pytest.mark.parametrize("extra", [
-    {"prediction": {"type": "content", "content": "the cat sat"}},
-    {"messages": [{"role": "user", "content": "<|fim_prefix|>def f(x):\n<|fim_suffix|>\n    return y<|fim_middle|>"}]},
-])
-def test_prediction_and_infill_fall_back_to_the_default_rule(backend, extra):
-    result = asyncio.run(backend.complete(body(max_tokens=12, **extra)))
+def test_infill_falls_back_to_the_default_rule(backend):
+    fim = "<|fim_prefix|>def f(x):\n<|fim_suffix|>\n    return y<|fim_middle|>"
+    result = asyncio.run(backend.complete(body(max_tokens=12, messages=[{"role": "user", "content": fim}])))
     tandem = result["usage"]["tandem"]
     assert tandem["steps"] >= 1 and tandem["drafted"] == 0  # denoised, not draft-and-verify
+
+
+def test_prediction_is_drafted_from_and_verified(backend):
+    # the predicted document is in the prompt: lookups draft from it, the AR base verifies
+    result = asyncio.run(backend.complete(body(max_tokens=12, prediction={"type": "content",
+                                                                          "content": "the cat sat on the mat"})))
+    assert result["usage"]["tandem"]["drafted"] > 0
 
 
 def test_draft_outcomes_are_counted_in_metrics(backend):

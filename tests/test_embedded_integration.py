@@ -89,3 +89,27 @@ def test_diffusion_alias_answers_from_the_shipped_adapter(embedded_gateway):
     assert raw.headers["x-tandem-backend"] == "embedded-diffusion" and completion.model == "embedded-diffusion"
     assert completion.choices[0].message.content.strip()
     assert completion.usage.model_extra["tandem"]["steps"] >= 1
+
+
+def test_usage_tandem_has_one_shape_on_every_diffusion_answer(embedded_gateway):
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    structured = client(embedded_gateway).chat.completions.create(
+        model="diffusion", messages=[{"role": "user", "content": "Ann lives in Denver."}], max_tokens=24,
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}})
+    text = client(embedded_gateway).chat.completions.create(
+        model="diffusion", messages=[{"role": "user", "content": "Say hi."}], max_tokens=8)
+    structured_stats = structured.usage.model_extra["tandem"]
+    text_stats = text.usage.model_extra["tandem"]
+    assert set(text_stats) <= set(structured_stats)
+    assert structured_stats["steps"] > 0 and structured_stats["tokens_per_forward"] > 0
+
+
+def test_predicted_output_comes_back_whole(embedded_gateway):
+    document = "The quick brown fox jumps over the lazy dog.\nIt was a sunny day in the park.\nEveryone was happy.\n"
+    completion = client(embedded_gateway).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": f"Change 'quick' to 'slow'.\n\n{document}"}],
+        prediction={"type": "content", "content": document}, max_tokens=96)
+    text = completion.choices[0].message.content
+    # every line that the edit leaves alone is there: the answer is the document, not its first line
+    assert all(line in text for line in document.splitlines()[1:])
+    assert completion.choices[0].finish_reason == "stop"

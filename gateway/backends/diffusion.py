@@ -142,6 +142,8 @@ class DiffusionBackend(Backend):
                 transcript, add_special_tokens=False)
         if job.kind == "infill":
             ids += self._tokenizer.encode(job.prefix, add_special_tokens=False)
+        if job.answer_prefix:
+            ids += self._tokenizer.encode(job.answer_prefix, add_special_tokens=False)
         return ids
 
     def _record(self, stats: Any) -> dict[str, Any]:
@@ -205,9 +207,28 @@ class DiffusionBackend(Backend):
         return self._completion(ResponseMessage(content=text), finish, _usage(prompt_len, tokens, stats))
 
     def _structured_usage(self, prompt: list[int], result: Any) -> Usage:
-        """Usage of a structured answer; also records its engine statistics in /metrics."""
+        """Usage of a structured answer; also records its engine statistics in /metrics.
+
+        The top-level ``usage.tandem`` fields are those of every diffusion-route answer
+        (``steps``, ``tokens_per_forward``, ...), so dashboards read one shape; the
+        structured generator's own detail stays under ``structured``."""
         tokens = len(self._tokenizer.encode(result.text, add_special_tokens=False))
-        return _usage(len(prompt), tokens, {"structured": self._record(result.stats), "rounds": result.rounds})
+        detail = self._record(result.stats)
+        verified = detail.get("verified") or {}
+        steps = (detail.get("denoiser_steps") or 0) + (verified.get("forwards") or 0)
+        seconds = detail.get("seconds") or 0.0
+        return _usage(len(prompt), tokens, {
+            "steps": steps,
+            "tokens_per_forward": round(tokens / steps, 4) if steps else 0.0,
+            # the document is sent once it validates: its first block is the whole of it
+            "time_to_first_block_s": seconds,
+            "tokens_per_s": round(tokens / seconds, 4) if seconds else 0.0,
+            "blocks": result.rounds,
+            "drafted": verified.get("proposed", 0),
+            "draft_accepted": verified.get("kept", 0),
+            "rounds": result.rounds,
+            "structured": detail,
+        })
 
     def _completion(self, message: ResponseMessage, finish: str, usage: Usage) -> dict[str, Any]:
         return dump(ChatCompletion(id=completion_id(), created=now(), model=self.name,
@@ -216,7 +237,9 @@ class DiffusionBackend(Backend):
     def _prediction_template(self, job: DiffusionJob, params: Any):
         """Predicted Outputs: the draft's tokens start the canvas (free to change, not fixed),
         followed by masked slack so an edit can also grow the text; EOS may end it anywhere."""
-        if job.kind != "predict":
+        if job.kind != "predict" or params.rule == "verified":
+            # verified: the prediction sits in the prompt, where lookups draft from it and
+            # the AR base keeps what it agrees with, so the whole document comes back
             return None
         import torch
 
@@ -237,13 +260,13 @@ class DiffusionBackend(Backend):
         prompt = self._prompt_ids(job)
         suffix = self._tokenizer.encode(job.suffix, add_special_tokens=False) if job.kind == "infill" else None
         stop = body.get("stop") or []
-        scanner = StopScanner([stop] if isinstance(stop, str) else list(stop))
+        scanner = StopScanner(([stop] if isinstance(stop, str) else list(stop)) + list(job.stops))
         tokens: list[int] = []
         stopped = False
         params = self._params(body)
-        if params.rule == "verified" and job.kind != "text":
-            # drafts are verified left to right; canvases seeded with a prediction or
-            # followed by an infill suffix are denoised with the default rule instead
+        if params.rule == "verified" and job.kind == "infill":
+            # drafts are verified left to right; a canvas followed by an infill suffix is
+            # denoised with the default rule instead
             params = dataclasses.replace(params, rule="threshold")
         events = self._scheduler.submit(prompt, params, template=self._prediction_template(job, params),
                                         suffix_ids=suffix, drafts=drafts)

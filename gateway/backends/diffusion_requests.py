@@ -32,8 +32,12 @@ class DiffusionJob:
     tools: ToolSpec | None = None
     prefix: str = ""
     suffix: str = ""
-    #: Predicted Outputs: the current document, seeded into the canvas and edited in place
+    #: Predicted Outputs: the current document (in the prompt, where lookups draft from it)
     prediction: str = ""
+    #: text the answer starts with, already in the prompt (not returned)
+    answer_prefix: str = ""
+    #: where the answer ends, besides the request's own ``stop``
+    stops: tuple[str, ...] = ()
 
 
 def tool_spec(body: dict[str, Any]) -> ToolSpec | None:
@@ -73,5 +77,32 @@ def plan(body: dict[str, Any]) -> DiffusionJob:
         content = prediction.get("content")
         text = content if isinstance(content, str) else "".join(p.get("text") or "" for p in content or [])
         if text:
-            return DiffusionJob("predict", messages, prediction=text)
+            fence = _fence(text)
+            return DiffusionJob("predict", _with_document(messages, text, fence), prediction=text,
+                                answer_prefix=fence + "\n", stops=("\n" + fence, fence + "\n"))
     return DiffusionJob("text", messages)
+
+
+#: what Predicted Outputs ask for: the whole document back, edited
+PREDICTION_INSTRUCTION = ("Apply the requested edit to the document. "
+                          "Reply with the whole edited document in a code block.")
+
+
+def _fence(document: str) -> str:
+    """A code fence longer than any backtick run in ``document``."""
+    longest = max((len(run) for run in re.findall(r"`+", document)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _with_document(messages: list[dict[str, str]], document: str, fence: str) -> list[dict[str, str]]:
+    """The conversation with the instruction to return the document whole, and the document
+    fenced in the last turn (the answer then opens the same fence: a small model copies
+    the document through, and lookup drafts copy it in one forward per block)."""
+    head = [{"role": "system", "content": PREDICTION_INSTRUCTION}]
+    if messages and messages[0]["role"] == "system":
+        head = [{"role": "system", "content": f"{messages[0]['content']}\n\n{PREDICTION_INSTRUCTION}"}]
+        messages = messages[1:]
+    last = messages[-1] if messages else {"role": "user", "content": ""}
+    request = last["content"].replace(document.strip(), "").strip() or "Edit the document."
+    edited = {**last, "content": f"Edit: {request}\n\nDocument:\n{fence}\n{document.rstrip()}\n{fence}"}
+    return [*head, *messages[:-1], edited]
