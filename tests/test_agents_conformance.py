@@ -217,3 +217,14 @@ def test_litellm_tool_call_and_stream(embedded_gateway):
         return litellm.stream_chunk_builder(chunks).choices[0].message.tool_calls[0].function.name
 
     assert asyncio.run(streamed()) == "get_weather"
+
+
+def test_json_object_follows_a_schema_in_the_system_prompt(embedded_gateway):
+    # what instructor's Mode.JSON sends (instructor itself needs openai<3; README)
+    schema = json.dumps(Person.model_json_schema(), indent=2)
+    system = (f"Understand the content and provide the parsed objects in json that match the following json_schema:"
+              f"\n\n{schema}\n\nMake sure to return an instance of the JSON, not the schema itself. " + "Be precise. " * 300)
+    completion = sdk(embedded_gateway).chat.completions.create(
+        model="auto", response_format={"type": "json_object"}, max_tokens=48,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": "Ann lives in Denver."}])
+    Person.model_validate_json(completion.choices[0].message.content)

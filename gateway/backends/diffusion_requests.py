@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import template_messages
 from gateway.backends.tool_calls import call_schema, functions, with_tool_prompt
 
@@ -47,15 +48,6 @@ def tool_spec(body: dict[str, Any]) -> ToolSpec | None:
     return ToolSpec(schema=call_schema(tools), names=tuple(t["name"] for t in tools))
 
 
-def response_schema(body: dict[str, Any]) -> dict[str, Any] | None:
-    response_format = body.get("response_format") or {}
-    if response_format.get("type") == "json_schema":
-        return (response_format.get("json_schema") or {}).get("schema")
-    if response_format.get("type") == "json_object":
-        return {"type": "object"}
-    return None
-
-
 def plan(body: dict[str, Any]) -> DiffusionJob:
     """Decide the job from the request's shape (the router already chose diffusion)."""
     messages = template_messages(body["messages"])
@@ -63,7 +55,7 @@ def plan(body: dict[str, Any]) -> DiffusionJob:
     if tools is not None:
         return DiffusionJob("tool", template_messages(with_tool_prompt(body["messages"], functions(body))),
                             schema=tools.schema, tools=tools)
-    schema = response_schema(body)
+    schema = requested_schema(body.get("response_format"), body["messages"])
     if schema is not None:
         return DiffusionJob("json", messages, schema=schema)
     last = messages[-1]["content"] if messages else ""

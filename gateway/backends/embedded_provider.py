@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 
 from litellm import CustomLLM
 
+from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import LocalARModel, SamplingParams
 
 PROVIDER = "embedded"
@@ -29,8 +30,8 @@ def local_model() -> LocalARModel:
         return _model
 
 
-def sampling_params(optional_params: dict[str, Any]) -> SamplingParams:
-    schema = _json_schema(optional_params.get("response_format"))
+def sampling_params(optional_params: dict[str, Any], messages: list[dict[str, Any]]) -> SamplingParams:
+    schema = requested_schema(optional_params.get("response_format"), messages)
     # A stop string could cut a JSON document in half: constrained output ends when the grammar does.
     stop = [] if schema is not None else (optional_params.get("stop") or [])
     temperature = optional_params.get("temperature")
@@ -44,23 +45,10 @@ def sampling_params(optional_params: dict[str, Any]) -> SamplingParams:
     )
 
 
-def _json_schema(response_format: Any) -> dict[str, Any] | None:
-    """The schema to enforce: json_schema → its schema, json_object → any object."""
-    if not isinstance(response_format, dict):
-        return None
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
-        return spec.get("schema") or {"type": "object"}
-    if kind == "json_object":
-        return {"type": "object"}
-    return None
-
-
 class EmbeddedLLM(CustomLLM):
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                           encoding, api_key, logging_obj, optional_params, *args, **kwargs):
-        params = sampling_params(optional_params)
+        params = sampling_params(optional_params, messages)
         parts: list[str] = []
         finish, prompt_tokens, completion_tokens = "stop", 0, 0
         async for event in local_model().stream_events(messages, params):
@@ -82,7 +70,7 @@ class EmbeddedLLM(CustomLLM):
 
     async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                          encoding, api_key, logging_obj, optional_params, *args, **kwargs) -> AsyncIterator[dict]:
-        params = sampling_params(optional_params)
+        params = sampling_params(optional_params, messages)
         async for event in local_model().stream_events(messages, params):
             usage = None
             if event.finish_reason:
