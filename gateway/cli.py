@@ -101,8 +101,8 @@ def policy_check(path: str = typer.Argument(..., help="Policy YAML to validate."
     """Validate a policy file; prints FILE:LINE: message per problem and exits non-zero."""
     from router.policy import check_policy_file
 
-    problems = check_policy_file(path)
-    for line in problems:
+    problems, warnings = check_policy_file(path)
+    for line in problems + warnings:
         typer.echo(line, err=True)
     if problems:
         raise typer.Exit(1)

@@ -135,6 +135,24 @@ class Policy:
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
 
+    def warnings(self) -> list[str]:
+        """``FILE:LINE: warning: ...`` for a policy that loads but routes against the grain:
+        a structured or tool-call request that streamed takes another backend than the same
+        request unstreamed (the output contract, not ``stream``, should decide how a request
+        is generated; ``stream`` only how it is sent)."""
+        found = []
+        for task in ("structured", "tool_call"):
+            plain = self.decide({}, Classification(task, False), {})
+            streamed = self.decide({}, Classification(task, True), {})
+            if streamed.backend.name != plain.backend.name:
+                route = self.route(streamed.route)
+                found.append(
+                    f"{self.path}:{route.line if route else 1}: warning: route '{streamed.route}' takes streamed "
+                    f"{task} requests to backend {streamed.backend.name}, while unstreamed they go to "
+                    f"{plain.backend.name} (route '{plain.route}'); give its match a task list without "
+                    f"{task} (e.g. task: [chat, edit, code]) so streams keep the same contract")
+        return found
+
     def decide(self, request: Mapping, classification: Classification,
                headers: Mapping[str, str]) -> Decision:
         """Pick the backend for ``request``: an alias pin if the ``model`` has one, else the
@@ -178,10 +196,10 @@ def load_policy(path: str | Path) -> Policy:
                   routes=parts.routes, server=parts.server)
 
 
-def check_policy_file(path: str | Path) -> list[str]:
-    """``FILE:LINE: message`` lines for every problem in the file; ``[]`` when it is valid."""
+def check_policy_file(path: str | Path) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)``: ``FILE:LINE: message`` lines; no problems = valid."""
     try:
-        load_policy(path)
+        policy = load_policy(path)
     except PolicyError as exc:
-        return [f"{file}:{line}: {message}" for file, line, message in exc.problems]
-    return []
+        return [f"{file}:{line}: {message}" for file, line, message in exc.problems], []
+    return [], policy.warnings()

@@ -46,6 +46,7 @@ class PolicyHolder:
         self._reload_lock = threading.Lock()
         self._seen = _signature(self.path)
         self._policy: Policy = load_policy(self.path)  # raises PolicyError: no policy, no gateway
+        _log_warnings(self._policy)
         self.last_error: str | None = None
         self.reloads = 0
         self._stop = threading.Event()
@@ -70,6 +71,7 @@ class PolicyHolder:
                           "`tandem policy check %s` shows them):\n%s", self.path, self.last_error)
                 return False
             self._policy = new
+            _log_warnings(new)
             self.last_error = None
             self.reloads += 1
             log.info("policy reloaded from %s (%d routes, %d backends)",
@@ -125,3 +127,8 @@ class PolicyHolder:
                     self.reload()
                 except Exception:  # never let the watcher die silently
                     log.exception("unexpected error while reloading policy %s", self.path)
+
+
+def _log_warnings(policy: Policy) -> None:
+    for line in policy.warnings():
+        log.warning("%s", line)

@@ -42,7 +42,7 @@ def problems_of(path: Path) -> list[str]:
         load_policy(path)
     lines = str(info.value).splitlines()
     assert lines == [f"{f}:{n}: {m}" for f, n, m in info.value.problems]
-    assert check_policy_file(path) == lines
+    assert check_policy_file(path) == (lines, [])
     return lines
 
 
@@ -307,9 +307,32 @@ def test_error_reports_every_problem_one_per_line():
 
 def test_unreadable_file_and_valid_file(tmp_path):
     missing = tmp_path / "nope.yaml"
-    [problem] = check_policy_file(missing)
+    [problem], _ = check_policy_file(missing)
     assert problem.startswith(f"{missing}:1: cannot read policy file")
-    assert check_policy_file(DEFAULT) == []
+    assert check_policy_file(DEFAULT) == ([], [])
+
+
+def test_warns_when_streams_would_skip_the_structured_route(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(textwrap.dedent("""\
+        version: 1
+        backends:
+          ar: {kind: ar, model: embedded/smollm2}
+          dllm: {kind: diffusion, model: embedded/smollm2-diffusion}
+        routes:
+          - name: stream-first
+            match: {stream: true}
+            backend: ar
+          - name: structured
+            match: {task: [structured, tool_call]}
+            backend: dllm
+          - name: default
+            backend: ar
+        """))
+    problems, warnings = check_policy_file(path)
+    assert problems == [] and len(warnings) == 2
+    assert warnings[0].startswith(f"{path}:6: warning: route 'stream-first' takes streamed structured")
+    assert "task: [chat, edit, code]" in warnings[0]
 
 
 # --- interpolation ---------------------------------------------------------------------------
