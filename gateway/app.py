@@ -233,6 +233,8 @@ def routing_headers(decision: Decision, backend: str, fallbacks: str) -> dict[st
     }
     if decision.tool_use is not None:
         headers["x-tandem-tool-use"] = decision.tool_use.header()
+    if decision.confidence is not None:
+        headers["x-tandem-task-confidence"] = f"{decision.confidence:.2f}"
     return headers
 
 

@@ -27,6 +27,8 @@ class Decision:
     reasons: tuple[str, ...] = ()
     #: ``router.tool_use.ToolUse`` when the request has tools (None otherwise)
     tool_use: Any = None
+    #: the classifier's probability for ``task`` (None when a shape rule decided)
+    confidence: float | None = None
 
     def explain(self) -> dict:
         """JSON-ready summary for logs and debug headers (no secrets)."""
@@ -37,6 +39,7 @@ class Decision:
             "backend": self.backend.name,
             "fallbacks": [f.backend for f in self.fallbacks],
             "reasons": list(self.reasons),
+            "confidence": self.confidence,
             "tool_use": None if self.tool_use is None else {
                 "mode": self.tool_use.mode, "tools": list(self.tool_use.tools), "reason": self.tool_use.reason},
         }

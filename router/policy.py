@@ -161,7 +161,8 @@ class Policy:
         model = request.get("model")
         alias = self.alias(model)
         common = dict(task=classification.task, stream=bool(classification.stream),
-                      model_alias=alias.name if alias else None, tool_use=classification.tool_use)
+                      model_alias=alias.name if alias else None, tool_use=classification.tool_use,
+                      confidence=classification.confidence)
         if alias is not None and alias.backend is not None:
             backend = self.backends[alias.backend]
             return Decision(**common, route=f"alias:{alias.name}", backend=backend,
