@@ -452,7 +452,8 @@ def test_first_match_wins_in_order(tmp_path):
     chat = policy.decide(req, cls("chat"), {})
     assert chat.route == "default"
     assert chat.explain() == {"task": "chat", "stream": False, "route": "default", "backend": "ar",
-                              "fallbacks": [], "reasons": ["route 'default': catch-all (no match conditions)"], "tool_use": None}
+                              "fallbacks": [], "reasons": ["route 'default': catch-all (no match conditions)"], "tool_use": None,
+                              "confidence": None}
 
 
 def test_alias_pins_route_even_after_catch_all(tmp_path):
