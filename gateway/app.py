@@ -6,43 +6,32 @@ decide → execute (with fallbacks) → OpenAI-shaped answer + ``x-tandem-*`` he
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import threading
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from gateway import metrics
-from gateway.access import AccessLog, access_record, request_id
-from gateway.admission import InFlight, SlotStreamingResponse
-from gateway.backends.base import BackendError
+from gateway.access import AccessLog, access_record
+from gateway.admission import InFlight
 from gateway.errors import APIError, api_error_handler, from_validation_errors, invalid, validation_error_handler
-from gateway.executor import Executor, FallbacksExhausted
+from gateway.executor import Executor
 from gateway.registry import BackendRegistry
-from gateway.streaming import sse_stream
+from gateway.serving import ChatPresenter, Routed, serve
 from gateway.wire import ChatCompletionRequest, ModelCard, ModelList, dump
-from router.decision import Decision
 from router.policy import Policy
 from router.policy_watch import PolicyHolder
 
 log = logging.getLogger("tandem.gateway")
-
-
-@dataclass
-class Routed:
-    body: dict[str, Any]
-    policy: Policy
-    decision: Decision
 
 
 class Gateway:
@@ -149,10 +138,20 @@ class Gateway:
                           "(server.max_json_depth).", code="too_deep")
         return body
 
-    async def route(self, request: Request) -> Routed:
-        policy = self.holder.policy  # one snapshot for the whole request: reloads never mix
+    async def read_request(self, request: Request) -> tuple[Policy, dict[str, Any]]:
+        """Authorised and parsed JSON body, with the policy snapshot the whole request uses
+        (reloads never mix within one request)."""
+        policy = self.holder.policy
         self.authorize(request, policy)
-        body = await self.read_json(request, policy)
+        return policy, await self.read_json(request, policy)
+
+    async def route(self, request: Request) -> Routed:
+        policy, body = await self.read_request(request)
+        return self.route_chat(request, policy, body)
+
+    def route_chat(self, request: Request, policy: Policy, body: dict[str, Any]) -> Routed:
+        """Validate a chat-completions body (as sent, or translated from another endpoint)
+        and decide where it goes."""
         try:
             parsed = ChatCompletionRequest.model_validate(body)
         except ValidationError as exc:
@@ -195,70 +194,6 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-class ClientDisconnected(Exception):
-    """The client went away while its answer was being made."""
-
-
-async def unless_disconnected(request: Request, work):
-    """Await ``work`` unless the client disconnects first; then cancel it (which frees the
-    backend attempt and, through the slot's context, the in-flight slot)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    try:
-        await task
-    except BaseException:  # the attempt's own cancellation or failure: nobody is listening
-        pass
-    raise ClientDisconnected
-
-
-async def _disconnected(request: Request) -> None:
-    # the body is read already, so the next ASGI message is the disconnect
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-def routing_headers(decision: Decision, backend: str, fallbacks: str) -> dict[str, str]:
-    headers = {
-        "x-tandem-task": decision.task,
-        "x-tandem-route": decision.route,
-        "x-tandem-backend": backend,
-        "x-tandem-fallbacks": fallbacks,
-    }
-    if decision.tool_use is not None:
-        headers["x-tandem-tool-use"] = decision.tool_use.header()
-    if decision.confidence is not None:
-        headers["x-tandem-task-confidence"] = f"{decision.confidence:.2f}"
-    return headers
-
-
-def backend_api_error(error: BackendError, policy: Policy, rid: str, tried: list[str] | None = None) -> APIError:
-    """The client's view of a backend failure: Tandem's own words (what failed, the
-    request id to find it in the log), the upstream's only where the policy allows."""
-    message = error.message
-    if policy.server.expose_upstream_errors and error.detail:
-        message += f": {error.detail}"
-    if tried:
-        message = f"every backend failed ({', '.join(tried)}); last: {message}"
-    message += f" (request id {rid})"
-    if error.timeout:
-        return APIError(504, f"Upstream timed out: {message}", code="upstream_timeout")
-    if error.client_error and error.status:
-        return APIError(error.status, message, code="upstream_rejected")
-    if error.status == 429:
-        # the client should back off, as it would from the provider itself
-        return APIError(429, f"Upstream rate limited: {message}", code="upstream_rate_limited")
-    if error.status == 503:
-        return APIError(503, message, code="backend_unavailable")
-    return APIError(502, f"Backend failed: {message}", code="backend_error")
-
-
 def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) -> FastAPI:
     gateway = Gateway(policy_path, preload=preload, watch=watch)
 
@@ -278,39 +213,8 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        routed = await gateway.route(request)
-        decision, policy = routed.decision, routed.policy
-        record = access_record(request.scope)
-        with gateway.in_flight.admit(decision, policy.server.max_concurrency, record) as slot:
-            try:
-                if decision.stream:
-                    first, rest, backend, attempts = await unless_disconnected(
-                        request, gateway.executor.open_stream(policy, decision, routed.body))
-                    record["fallbacks"] = attempts.header()
-                    metrics.FIRST_CHUNK.labels(decision.route, backend.name, decision.task).observe(
-                        time.perf_counter() - slot.start)
-                    stream = sse_stream(first, rest, backend.name, decision.task,
-                                        on_done=lambda status, usage: slot.release(status, backend.name, usage),
-                                        fallbacks=attempts.failed)
-                    return SlotStreamingResponse(
-                        stream, slot, media_type="text/event-stream",
-                        headers={**routing_headers(decision, backend.name, attempts.header()),
-                                 "cache-control": "no-cache"})
-                result, backend, attempts = await unless_disconnected(
-                    request, gateway.executor.complete(policy, decision, routed.body))
-            except FallbacksExhausted as exhausted:
-                record["fallbacks"] = ",".join(exhausted.tried)
-                raise backend_api_error(exhausted.error, policy, request_id(request.scope), exhausted.tried) from None
-            except BackendError as error:
-                raise backend_api_error(error, policy, request_id(request.scope)) from None
-            except ClientDisconnected:
-                slot.release("cancelled")
-                return Response(status_code=499)
-            record["fallbacks"] = attempts.header()
-            result["model"] = backend.name
-            slot.release("ok", backend.name, result.get("usage"))
-            return Response(orjson.dumps(result), media_type="application/json",
-                            headers=routing_headers(decision, backend.name, attempts.header()))
+        return await serve(request, await gateway.route(request), gateway.executor, gateway.in_flight,
+                           ChatPresenter())
 
     @app.post("/v1/route/explain")
     async def route_explain(request: Request) -> dict[str, Any]:

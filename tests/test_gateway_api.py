@@ -142,7 +142,7 @@ def test_route_explain_endpoint(gateway):
         "tool_choice": "required",
     }
     decision = httpx.post(gateway.base + "/v1/route/explain", json=body).json()
-    assert set(decision) == {"task", "stream", "route", "backend", "fallbacks", "reasons", "tool_use"}
+    assert {"task", "stream", "route", "backend", "fallbacks", "reasons", "tool_use", "confidence"} <= set(decision)
     assert decision["task"] == "tool_call" and decision["route"] == "structured"
     assert decision["reasons"]
     assert decision["tool_use"] == {"mode": "call", "tools": ["get_weather"], "reason": "tool_choice=required"}

@@ -1,0 +1,159 @@
+"""Serving one routed request, whatever endpoint it came in on.
+
+Chat completions, the Responses API and legacy completions all become one chat request,
+routed and executed the same way (one slot, fallbacks, deadlines, disconnects); only how
+the answer is written back differs. That part is a ``Presenter``: it turns the chat
+result into the endpoint's body, and the chat chunks into the endpoint's event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Protocol
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from gateway import metrics
+from gateway.access import access_record, request_id
+from gateway.admission import InFlight, SlotStreamingResponse
+from gateway.backends.base import BackendError
+from gateway.errors import APIError
+from gateway.executor import Executor, FallbacksExhausted
+from gateway.streaming import sse_stream
+from router.decision import Decision
+from router.policy import Policy
+
+OnDone = Callable[[str, dict[str, Any] | None], None]
+
+
+@dataclass
+class Routed:
+    """A request past validation and routing: the chat body every backend reads."""
+
+    body: dict[str, Any]
+    policy: Policy
+    decision: Decision
+
+
+class Presenter(Protocol):
+    async def complete(self, result: dict[str, Any], backend: str) -> dict[str, Any]:
+        """The endpoint's JSON body for a finished chat completion."""
+
+    def stream(self, first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]], backend: str,
+               task: str, on_done: OnDone, fallbacks: list[str]) -> AsyncIterator[bytes]:
+        """The endpoint's server-sent events for a chat chunk stream."""
+
+
+class ChatPresenter:
+    """Chat completions: the result as it is, chunks as OpenAI's SSE."""
+
+    async def complete(self, result: dict[str, Any], backend: str) -> dict[str, Any]:
+        result["model"] = backend
+        return result
+
+    def stream(self, first, rest, backend, task, on_done, fallbacks) -> AsyncIterator[bytes]:
+        return sse_stream(first, rest, backend, task, on_done=on_done, fallbacks=fallbacks)
+
+
+async def serve(request: Request, routed: Routed, executor: Executor, in_flight: InFlight,
+                presenter: Presenter) -> Response:
+    decision, policy = routed.decision, routed.policy
+    record = access_record(request.scope)
+    with in_flight.admit(decision, policy.server.max_concurrency, record) as slot:
+        try:
+            if decision.stream:
+                first, rest, backend, attempts = await unless_disconnected(
+                    request, executor.open_stream(policy, decision, routed.body))
+                record["fallbacks"] = attempts.header()
+                metrics.FIRST_CHUNK.labels(decision.route, backend.name, decision.task).observe(
+                    time.perf_counter() - slot.start)
+                events = presenter.stream(first, rest, backend.name, decision.task,
+                                          lambda status, usage: slot.release(status, backend.name, usage),
+                                          attempts.failed)
+                return SlotStreamingResponse(
+                    events, slot, media_type="text/event-stream",
+                    headers={**routing_headers(decision, backend.name, attempts.header()),
+                             "cache-control": "no-cache"})
+            result, backend, attempts = await unless_disconnected(
+                request, executor.complete(policy, decision, routed.body))
+        except FallbacksExhausted as exhausted:
+            record["fallbacks"] = ",".join(exhausted.tried)
+            raise backend_api_error(exhausted.error, policy, request_id(request.scope), exhausted.tried) from None
+        except BackendError as error:
+            raise backend_api_error(error, policy, request_id(request.scope)) from None
+        except ClientDisconnected:
+            slot.release("cancelled")
+            return Response(status_code=499)
+        record["fallbacks"] = attempts.header()
+        body = await presenter.complete(result, backend.name)
+        slot.release("ok", backend.name, result.get("usage"))
+        return Response(orjson.dumps(body), media_type="application/json",
+                        headers=routing_headers(decision, backend.name, attempts.header()))
+
+
+def routing_headers(decision: Decision, backend: str, fallbacks: str) -> dict[str, str]:
+    headers = {
+        "x-tandem-task": decision.task,
+        "x-tandem-route": decision.route,
+        "x-tandem-backend": backend,
+        "x-tandem-fallbacks": fallbacks,
+    }
+    if decision.tool_use is not None:
+        headers["x-tandem-tool-use"] = decision.tool_use.header()
+    if decision.confidence is not None:
+        headers["x-tandem-task-confidence"] = f"{decision.confidence:.2f}"
+    return headers
+
+
+def backend_api_error(error: BackendError, policy: Policy, rid: str, tried: list[str] | None = None) -> APIError:
+    """The client's view of a backend failure: Tandem's own words (what failed, the
+    request id to find it in the log), the upstream's only where the policy allows."""
+    message = error.message
+    if policy.server.expose_upstream_errors and error.detail:
+        message += f": {error.detail}"
+    if tried:
+        message = f"every backend failed ({', '.join(tried)}); last: {message}"
+    message += f" (request id {rid})"
+    if error.timeout:
+        return APIError(504, f"Upstream timed out: {message}", code="upstream_timeout")
+    if error.client_error and error.status:
+        return APIError(error.status, message, code="upstream_rejected")
+    if error.status == 429:
+        # the client should back off, as it would from the provider itself
+        return APIError(429, f"Upstream rate limited: {message}", code="upstream_rate_limited")
+    if error.status == 503:
+        return APIError(503, message, code="backend_unavailable")
+    return APIError(502, f"Backend failed: {message}", code="backend_error")
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its answer was being made."""
+
+
+async def unless_disconnected(request: Request, work):
+    """Await ``work`` unless the client disconnects first; then cancel it (which frees the
+    backend attempt and, through the slot's context, the in-flight slot)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except BaseException:  # the attempt's own cancellation or failure: nobody is listening
+        pass
+    raise ClientDisconnected
+
+
+async def _disconnected(request: Request) -> None:
+    # the body is read already, so the next ASGI message is the disconnect
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
