@@ -19,11 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from gateway import metrics
 from gateway.access import AccessLog, access_record
 from gateway.admission import InFlight
-from gateway.errors import APIError, api_error_handler, from_validation_errors, invalid, validation_error_handler
+from gateway.errors import (APIError, api_error_handler, from_validation_errors, http_error_handler, invalid,
+                            unexpected_error_handler, validation_error_handler)
+from gateway.openapi import install_bodies, json_body
 from gateway.executor import Executor
 from gateway.registry import BackendRegistry
 from gateway.serving import ChatPresenter, Routed, serve
@@ -162,9 +165,7 @@ class Gateway:
                               param=param)
         alias = policy.alias(parsed.model)
         if alias is None:
-            known = ", ".join(sorted(policy.models))
-            raise APIError(404, f"The model '{parsed.model}' does not exist. Available: {known}.", param="model",
-                           code="model_not_found")
+            raise model_not_found(parsed.model, policy)
         start = time.perf_counter()
         classification = self.classifier.classify(body, use_content=alias.classify)
         metrics.CLASSIFY_LATENCY.observe(time.perf_counter() - start)
@@ -178,6 +179,12 @@ def _bearer(request: Request) -> bytes:
     # raw header bytes: Starlette decodes them as latin-1, so this round-trips every byte
     header = request.headers.get("authorization", "").encode("latin-1")
     return header[7:].strip() if header[:7].lower() == b"bearer " else b""
+
+
+def model_not_found(model: str, policy: Policy) -> APIError:
+    known = ", ".join(sorted(policy.models))
+    return APIError(404, f"The model '{model}' does not exist. Available: {known}.", param="model",
+                    code="model_not_found")
 
 
 def json_depth_exceeds(value: Any, limit: int) -> bool:
@@ -210,13 +217,15 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
     app.state.gateway = gateway
     app.add_exception_handler(APIError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
     async def chat_completions(request: Request) -> Response:
         return await serve(request, await gateway.route(request), gateway.executor, gateway.in_flight,
                            ChatPresenter())
 
-    @app.post("/v1/route/explain")
+    @app.post("/v1/route/explain", openapi_extra=json_body(ChatCompletionRequest))
     async def route_explain(request: Request) -> dict[str, Any]:
         return (await gateway.route(request)).decision.explain()
 
@@ -226,6 +235,15 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         gateway.authorize(request, policy)
         cards = [ModelCard(id=name, description=alias.description or None) for name, alias in policy.models.items()]
         return dump(ModelList(data=cards))
+
+    @app.get("/v1/models/{model_id:path}")
+    async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
+        policy = gateway.holder.policy
+        gateway.authorize(request, policy)
+        alias = policy.alias(model_id)
+        if alias is None:
+            raise model_not_found(model_id, policy)
+        return dump(ModelCard(id=model_id, description=alias.description or None))
 
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:
@@ -258,6 +276,7 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         operator_only(request)
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Tandem API")
 
+    install_bodies(app, [ChatCompletionRequest])
     return app
 
 

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 from gateway import metrics
 
@@ -18,7 +23,8 @@ _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
-    404: "not_found_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
@@ -89,3 +95,23 @@ async def api_error_handler(_: Request, exc: APIError) -> JSONResponse:
 
 async def validation_error_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
     return from_validation_errors(list(exc.errors())).response()
+
+
+async def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own errors (unknown path, wrong method) in OpenAI's envelope, worded as
+    OpenAI words them, so an SDK shows what was wrong instead of a bare status."""
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        error = APIError(404, f"Invalid URL ({where}): no such endpoint.", code="unknown_url")
+    elif exc.status_code == 405:
+        error = APIError(405, f"Method not allowed ({where}).", code="method_not_allowed",
+                         headers=dict(exc.headers or {}))
+    else:
+        error = APIError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    return error.response()
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A bug below the app is still an envelope (the traceback goes to the log only)."""
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+    return APIError(500, "The server had an error while processing your request.", code="internal_error").response()
