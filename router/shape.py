@@ -9,19 +9,10 @@ the reply rewrites given text, so the content stage picks between edit and code.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-#: fill-in-the-middle sentinels of common code models (StarCoder, CodeLlama, DeepSeek,
-#: Qwen/CodeGemma style) and the plain-text PREFIX/SUFFIX convention.
-FIM_PATTERN = re.compile(
-    r"<\|?fim[_▁\-](?:prefix|suffix|middle|begin|hole|end)\|?>"
-    r"|<｜fim▁(?:begin|hole|end)｜>|<(?:PRE|SUF|MID)>"
-    r"|(?m:^\s*(?:PREFIX|SUFFIX)\s*:\s*$)",
-    re.IGNORECASE,
-)
-
+from router.fim import has_markers
 
 @dataclass(frozen=True)
 class ShapeVerdict:
@@ -80,11 +71,11 @@ def _named_choice(choice: Any) -> str | None:
 
 def _has_fim(request: Mapping[str, Any]) -> bool:
     prompt = request.get("prompt")
-    if isinstance(prompt, str) and FIM_PATTERN.search(prompt):
+    if isinstance(prompt, str) and has_markers(prompt):
         return True
     for message in request.get("messages") or []:
         if isinstance(message, Mapping) and message.get("role") in ("user", None):
-            if FIM_PATTERN.search(message_text(message)):
+            if has_markers(message_text(message)):
                 return True
     return False
 

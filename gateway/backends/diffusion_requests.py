@@ -10,12 +10,7 @@ from typing import Any
 from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import template_messages
 from gateway.backends.tool_calls import call_schema, functions, with_tool_prompt
-
-#: <|fim_prefix|>…<|fim_suffix|>…<|fim_middle|> and the <fim_prefix> spelling
-FIM = re.compile(
-    r"<\|?fim[_-]prefix\|?>(?P<prefix>.*?)<\|?fim[_-]suffix\|?>(?P<suffix>.*?)(?:<\|?fim[_-]middle\|?>|$)", re.S
-)
-
+from router.fim import split_infill
 
 @dataclass(frozen=True)
 class ToolSpec:
@@ -59,11 +54,11 @@ def plan(body: dict[str, Any]) -> DiffusionJob:
     if schema is not None:
         return DiffusionJob("json", messages, schema=schema)
     last = messages[-1]["content"] if messages else ""
-    match = FIM.search(last)
-    if match:
+    infill = split_infill(last)
+    if infill is not None:
         instruction = "Fill in the missing code between the given prefix and suffix."
         return DiffusionJob("infill", messages[:-1] + [{"role": "user", "content": instruction}],
-                            prefix=match.group("prefix"), suffix=match.group("suffix"))
+                            prefix=infill.prefix, suffix=infill.suffix)
     prediction = body.get("prediction") or {}
     if prediction.get("type") == "content":
         content = prediction.get("content")
