@@ -11,19 +11,20 @@ import logging
 import threading
 import time
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from gateway import metrics
 from gateway.access import AccessLog, access_record
 from gateway.admission import InFlight
+from gateway.completions import CompletionPresenter, CompletionRequest
 from gateway.errors import (APIError, api_error_handler, from_validation_errors, http_error_handler, invalid,
                             unexpected_error_handler, validation_error_handler)
 from gateway.openapi import install_bodies, json_body
@@ -35,6 +36,7 @@ from router.policy import Policy
 from router.policy_watch import PolicyHolder
 
 log = logging.getLogger("tandem.gateway")
+WireModel = TypeVar("WireModel", bound=BaseModel)
 
 
 class Gateway:
@@ -155,10 +157,7 @@ class Gateway:
     def route_chat(self, request: Request, policy: Policy, body: dict[str, Any]) -> Routed:
         """Validate a chat-completions body (as sent, or translated from another endpoint)
         and decide where it goes."""
-        try:
-            parsed = ChatCompletionRequest.model_validate(body)
-        except ValidationError as exc:
-            raise from_validation_errors(list(exc.errors())) from None
+        parsed = validated(ChatCompletionRequest, body)
         for param, limit in parsed.token_fields().items():
             if limit > policy.server.max_tokens_limit:
                 raise invalid(f"{param}={limit} is above this server's limit of {policy.server.max_tokens_limit}.",
@@ -179,6 +178,14 @@ def _bearer(request: Request) -> bytes:
     # raw header bytes: Starlette decodes them as latin-1, so this round-trips every byte
     header = request.headers.get("authorization", "").encode("latin-1")
     return header[7:].strip() if header[:7].lower() == b"bearer " else b""
+
+
+def validated(model: type[WireModel], body: dict[str, Any]) -> WireModel:
+    """``body`` as ``model``, or a 400 naming the first bad field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise from_validation_errors(list(exc.errors())) from None
 
 
 def model_not_found(model: str, policy: Policy) -> APIError:
@@ -224,6 +231,14 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
     async def chat_completions(request: Request) -> Response:
         return await serve(request, await gateway.route(request), gateway.executor, gateway.in_flight,
                            ChatPresenter())
+
+    @app.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
+    async def completions(request: Request) -> Response:
+        policy, body = await gateway.read_request(request)
+        legacy = validated(CompletionRequest, body)
+        routed = gateway.route_chat(request, policy, legacy.as_chat())
+        return await serve(request, routed, gateway.executor, gateway.in_flight, CompletionPresenter(legacy),
+                           stream_whole=legacy.stream and not routed.decision.stream)
 
     @app.post("/v1/route/explain", openapi_extra=json_body(ChatCompletionRequest))
     async def route_explain(request: Request) -> dict[str, Any]:
@@ -276,7 +291,7 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         operator_only(request)
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Tandem API")
 
-    install_bodies(app, [ChatCompletionRequest])
+    install_bodies(app, [ChatCompletionRequest, CompletionRequest])
     return app
 
 

@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable, Protocol
 
 import orjson
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from gateway import metrics
 from gateway.access import access_record, request_id
@@ -60,7 +60,9 @@ class ChatPresenter:
 
 
 async def serve(request: Request, routed: Routed, executor: Executor, in_flight: InFlight,
-                presenter: Presenter) -> Response:
+                presenter: Presenter, *, stream_whole: bool = False) -> Response:
+    """``stream_whole``: the client asked for a stream of a request generated unstreamed;
+    the finished answer goes out as events (``presenter.whole_as_events``)."""
     decision, policy = routed.decision, routed.policy
     record = access_record(request.scope)
     with in_flight.admit(decision, policy.server.max_concurrency, record) as slot:
@@ -91,8 +93,11 @@ async def serve(request: Request, routed: Routed, executor: Executor, in_flight:
         record["fallbacks"] = attempts.header()
         body = await presenter.complete(result, backend.name)
         slot.release("ok", backend.name, result.get("usage"))
-        return Response(orjson.dumps(body), media_type="application/json",
-                        headers=routing_headers(decision, backend.name, attempts.header()))
+        headers = routing_headers(decision, backend.name, attempts.header())
+        if stream_whole:
+            return StreamingResponse(presenter.whole_as_events(body), media_type="text/event-stream",
+                                     headers={**headers, "cache-control": "no-cache"})
+        return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
 def routing_headers(decision: Decision, backend: str, fallbacks: str) -> dict[str, str]:

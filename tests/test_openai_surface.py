@@ -7,6 +7,8 @@ import httpx
 import openai
 import pytest
 
+from bench.fake_upstream import STREAM_CHUNKS, WORDS
+
 
 def sdk(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base + "/v1", api_key="x", max_retries=0)
@@ -71,3 +73,60 @@ def test_openapi_describes_request_bodies(gateway):
 
     for target in refs(document):  # every reference resolves inside the document
         assert target.rsplit("/", 1)[1] in schemas, target
+
+
+# --- legacy completions -------------------------------------------------------------------
+
+def test_completion_continues_a_prompt(gateway):
+    raw = sdk(gateway).completions.with_raw_response.create(model="auto", prompt="Once upon a time", max_tokens=8)
+    completion = raw.parse()
+    assert completion.object == "text_completion" and completion.id.startswith("cmpl-")
+    assert completion.choices[0].text == "Hello from the fake upstream. All good."
+    assert completion.choices[0].finish_reason == "stop" and completion.usage.total_tokens == 14
+    assert raw.headers["x-tandem-task"] == "chat"
+
+
+def test_completion_stream_is_text_completion_chunks(gateway):
+    stream = sdk(gateway).completions.create(model="direct", prompt=["Once upon a time"], max_tokens=8, stream=True,
+                                             stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert all(chunk.object == "text_completion" for chunk in chunks)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "".join(WORDS[:STREAM_CHUNKS])
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == STREAM_CHUNKS
+
+
+@pytest.mark.parametrize("extra", [{"suffix": "\nprint(add(1, 2))\n"}, {}])
+def test_suffix_or_sentinels_route_as_code_infill(gateway, extra):
+    prompt = "def add(a, b):\n    " if extra else "<PRE> def add(a, b):\n     <SUF>\nprint(add(1, 2))\n <MID>"
+    client = sdk(gateway)
+    explained = httpx.post(gateway.base + "/v1/completions", json={"model": "auto", "prompt": prompt, **extra})
+    assert explained.headers["x-tandem-task"] == "code"
+    with client.completions.with_streaming_response.create(model="auto", prompt=prompt, stream=True, **extra) as raw:
+        assert raw.headers["x-tandem-task"] == "code"
+        lines = [line for line in raw.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]" and len(lines) == 2  # infill is sent whole, in one chunk
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"prompt": ["a", "b"]}, "prompt"),
+    ({"prompt": "a", "echo": True}, "echo"),
+    ({"prompt": "a", "max_tokens": "8"}, "max_tokens"),
+    ({"prompt": "a", "stream": "false"}, "stream"),
+    ({"prompt": "a", "n": 3}, "n"),
+    ({}, "prompt"),
+])
+def test_completion_bad_input_is_a_400_naming_the_field(gateway, body, param):
+    error = assert_envelope(httpx.post(gateway.base + "/v1/completions", json={"model": "auto", **body}), 400)
+    assert error["param"] == param
+
+
+@pytest.mark.integration
+def test_infill_is_filled_by_the_diffusion_engine(embedded_gateway):
+    raw = sdk(embedded_gateway).completions.with_raw_response.create(
+        model="auto", prompt="def add(a, b):\n    return ", suffix="\n\nprint(add(1, 2))\n", max_tokens=12,
+        temperature=0)
+    completion = raw.parse()
+    assert raw.headers["x-tandem-backend"] == "embedded-diffusion" and raw.headers["x-tandem-task"] == "code"
+    assert completion.choices[0].text.strip() and completion.choices[0].finish_reason in ("stop", "length")
+    assert completion.usage.completion_tokens > 0
