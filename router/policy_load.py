@@ -14,9 +14,10 @@ from typing import Any, Iterable, Mapping
 
 from router.policy_schema import (
     BACKEND_KEYS, BACKEND_KINDS, EMBEDDED_MODELS, ENGINE_KEYS, ENGINE_RULES, FALLBACK_CLASSES, FALLBACK_KEYS,
-    MATCH_KEYS, MODEL_KEYS, PARAM_KEYS, ROUTE_KEYS, SERVER_KEYS, TOP_LEVEL_KEYS, BackendSpec,
+    MATCH_KEYS, MODEL_KEYS, PARAM_KEYS, ROUTE_KEYS, TOP_LEVEL_KEYS, BackendSpec,
     FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, ServerSettings, VERIFIED_MODELS,
 )
+from router.policy_server import read_server
 from router.policy_yaml import (
     NAME_PATTERN, Located, Reader, describe, did_you_mean, environ_snapshot, load_located,
 )
@@ -76,30 +77,6 @@ def _read_engine(r: Reader, loc: Located, path: str) -> dict:
         elif key == "rule":
             engine[key] = r.string(value, where, choices=ENGINE_RULES)
     return {k: v for k, v in engine.items() if v is not None}
-
-
-def _read_server(r: Reader, loc: Located | None) -> ServerSettings:
-    if loc is None:
-        return ServerSettings()
-    fields = r.mapping(loc, "server", SERVER_KEYS) or {}
-    values: dict[str, Any] = {}
-    if "api_keys" in fields:
-        keys_loc = fields["api_keys"]
-        entries = [] if keys_loc.value in ([], None) else r.items(keys_loc, "server.api_keys") or []
-        keys = [r.string(item, p, allow_empty=True, secret=True) for item, p in entries]
-        # an entry that interpolates to "" (e.g. ${TANDEM_API_KEY:-}) is dropped: auth only when set
-        values["api_keys"] = tuple(k for k in keys if k)
-    for key in ("max_body_bytes", "max_concurrency", "max_tokens_limit", "max_json_depth"):
-        if key in fields:
-            value = r.integer(fields[key], f"server.{key}", minimum=2 if key == "max_json_depth" else 1)
-            if value is not None:
-                values[key] = value
-    for key in ("expose_upstream_errors", "protect_metrics"):
-        if key in fields:
-            value = r.boolean(fields[key], f"server.{key}")
-            if value is not None:
-                values[key] = value
-    return ServerSettings(**values)
 
 
 #: diffusion checkpoints loaded from a local directory (DiffusionGemma; LLaDA/Dream-style)
@@ -349,7 +326,7 @@ def read_policy(path: str | Path, text: str, environ: Mapping[str, str] | None =
         if version != SUPPORTED_VERSION or isinstance(version, bool):
             r.error(top["version"].line, "version", f"unsupported version {version!r}; "
                                                     f"this Tandem reads version {SUPPORTED_VERSION}")
-    server = _read_server(r, top.get("server"))
+    server = read_server(r, top.get("server"))
 
     backends: dict[str, BackendSpec] = {}
     if "backends" in top:

@@ -248,6 +248,47 @@ class ModelAlias:
 
 
 @dataclass(frozen=True)
+class ResponseStoreSettings:
+    """Where the Responses API keeps responses (``store: true``, ``previous_response_id``)."""
+
+    #: ``sqlite`` (a file: ``path``), ``memory`` (this process only) or ``redis://host:port/db``
+    store: str = "sqlite"
+    #: the SQLite file; empty: ``responses.db`` in ``$TANDEM_DATA_DIR`` (default ~/.local/share/tandem)
+    path: str = ""
+    retention_s: int = 30 * 24 * 3600
+    max_record_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """Per-key quotas; None means unlimited."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent: int | None = None
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Per-API-key limits, counted in-process or in one Redis shared by every replica."""
+
+    #: ``memory`` or ``redis://host:port/db``
+    store: str = "memory"
+    #: the store unreachable: ``open`` admits (and logs), ``closed`` refuses with 503
+    on_store_error: str = "open"
+    #: for keys without an entry of their own, and for unkeyed use
+    default: KeyLimits = KeyLimits()
+    #: (api key, its limits); the key is a secret, never printed
+    keys: tuple[tuple[str, KeyLimits], ...] = field(default=(), repr=False)
+
+    def enabled(self) -> bool:
+        return self.default != KeyLimits() or bool(self.keys)
+
+    def for_key(self, key: str) -> KeyLimits:
+        return next((limits for known, limits in self.keys if known == key), self.default)
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Gateway limits. Empty ``api_keys`` means no authentication."""
 
@@ -261,6 +302,10 @@ class ServerSettings:
     expose_upstream_errors: bool = False
     #: with api_keys set, /metrics and the API docs need a key too
     protect_metrics: bool = False
+    #: on SIGTERM, streams still open after this long end with an error event and [DONE]
+    drain_timeout_s: float = 30.0
+    responses: ResponseStoreSettings = ResponseStoreSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     def __repr__(self) -> str:
         return (f"ServerSettings(api_keys=<{len(self.api_keys)} masked>, max_body_bytes={self.max_body_bytes}, "
@@ -271,7 +316,10 @@ class ServerSettings:
 
 TOP_LEVEL_KEYS = ("version", "server", "backends", "models", "routes")
 SERVER_KEYS = ("api_keys", "max_body_bytes", "max_concurrency", "max_tokens_limit", "max_json_depth",
-               "expose_upstream_errors", "protect_metrics")
+               "expose_upstream_errors", "protect_metrics", "drain_timeout_s", "responses", "limits")
+RESPONSES_KEYS = ("store", "path", "retention_s", "max_record_bytes")
+LIMITS_KEYS = ("store", "on_store_error", "default", "keys")
+KEY_LIMIT_KEYS = ("requests_per_minute", "tokens_per_minute", "concurrent")
 BACKEND_KEYS = ("kind", "model", "api_base", "api_key", "timeout_s", "max_retries", "params", "engine")
 MODEL_KEYS = ("description", "classify", "route", "backend")
 ROUTE_KEYS = ("name", "match", "backend", "fallbacks", "params")

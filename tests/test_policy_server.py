@@ -1,0 +1,79 @@
+"""The policy's server section: the response store and per-key limits, read strictly."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.policy import PolicyError, load_policy
+from router.policy_schema import KeyLimits
+
+BASE = """\
+version: 1
+server:
+{server}
+backends:
+  ar: {{kind: ar, model: embedded/smollm2}}
+routes:
+  - name: default
+    backend: ar
+"""
+
+
+def load(tmp_path, server: str, env: dict | None = None, monkeypatch=None):
+    path = tmp_path / "policy.yaml"
+    path.write_text(BASE.format(server=server))
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    return load_policy(path)
+
+
+def problems(tmp_path, server: str) -> str:
+    with pytest.raises(PolicyError) as info:
+        load(tmp_path, server)
+    return str(info.value)
+
+
+def test_defaults_when_absent(tmp_path):
+    server = load(tmp_path, "  max_concurrency: 8").server
+    assert server.responses.store == "sqlite" and server.responses.retention_s == 30 * 24 * 3600
+    assert server.limits.store == "memory" and not server.limits.enabled()
+    assert server.drain_timeout_s == 30.0
+
+
+def test_store_and_limits_read(tmp_path, monkeypatch):
+    server = load(tmp_path, """\
+  api_keys: ["${KEY_A}", "${KEY_B}"]
+  drain_timeout_s: 5
+  responses: {store: "redis://127.0.0.1:6390/0", retention_s: 60, max_record_bytes: 1000}
+  limits:
+    store: "redis://127.0.0.1:6390/1"
+    on_store_error: closed
+    default: {requests_per_minute: 100}
+    keys:
+      - {key: "${KEY_A}", requests_per_minute: 5, tokens_per_minute: 1000, concurrent: 2}""",
+                  {"KEY_A": "sk-a", "KEY_B": "sk-b"}, monkeypatch).server
+    assert server.responses.store.startswith("redis://") and server.responses.max_record_bytes == 1000
+    assert server.limits.on_store_error == "closed" and server.drain_timeout_s == 5.0
+    assert server.limits.for_key("sk-a") == KeyLimits(5, 1000, 2)
+    assert server.limits.for_key("sk-b") == KeyLimits(requests_per_minute=100)
+    assert "sk-a" not in repr(server.limits)
+
+
+def test_typos_and_bad_values_are_named_with_the_fix(tmp_path):
+    text = problems(tmp_path, """\
+  responses: {stor: sqlite, retention_s: 0}
+  limits: {store: postgres, on_store_error: maybe, default: {request_per_minute: 5}}""")
+    assert "server.responses: unknown key 'stor' (did you mean 'store'?)" in text
+    assert "server.responses.retention_s: must be at least 1, got 0" in text
+    assert "server.limits.store: 'postgres' is not a store; use one of memory, redis://host:port/db" in text
+    assert "server.limits.on_store_error: 'maybe' is not one of open, closed" in text
+    assert "unknown key 'request_per_minute' (did you mean 'requests_per_minute'?)" in text
+    assert "policy.yaml:3:" in text  # FILE:LINE on each problem
+
+
+def test_a_limited_key_must_be_an_accepted_key_and_is_never_shown(tmp_path):
+    text = problems(tmp_path, """\
+  api_keys: [sk-real]
+  limits: {keys: [{key: sk-typo-secret, requests_per_minute: 5}]}""")
+    assert "server.limits.keys[0].key: is not one of server.api_keys" in text
+    assert "sk-typo-secret" not in text and "sk-real" not in text
