@@ -3,7 +3,7 @@
 Behaviour is chosen by the request's ``model`` (the part after any ``provider/``):
 ``ok`` answers at once; ``fail500``/``fail429``/``bad400`` return that status;
 ``slow`` sleeps ``?delay`` (default 5 s) before answering; ``cut`` streams two chunks
-and then drops the connection; ``drip`` streams with ``DRIP_GAP_S`` between chunks. Streams send ``STREAM_CHUNKS`` content chunks.
+and then drops the connection; ``drip`` streams with ``DRIP_GAP_S`` between chunks, ``long`` the same for ``LONG_CHUNKS``. Streams send ``STREAM_CHUNKS`` content chunks.
 
 Fault modes (for the fault suite): ``nonobject`` answers 200 with ``[1,2,3]``;
 ``malformed`` answers 200 with broken JSON (streams: a broken first chunk);
@@ -11,7 +11,8 @@ Fault modes (for the fault suite): ``nonobject`` answers 200 with ``[1,2,3]``;
 non-streamed body one byte every ``TRICKLE_GAP_S``; ``reset`` closes the connection
 without an answer; ``leak500`` / ``html500`` fail with an error text holding secrets /
 an HTML page; ``fail401`` / ``fail403`` reject Tandem's own upstream credential;
-``echo`` answers with the request body it received, less the messages.
+``echo`` answers with the request body it received, less the messages; ``transcript``
+with the messages, one ``role: content`` line each (tool calls appended).
 
 Run: ``python -m bench.fake_upstream --port 9100``.
 """
@@ -29,6 +30,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 STREAM_CHUNKS = 8
+#: chunks of a ``long`` stream (``DRIP_GAP_S`` apart): one that outlives a drain deadline
+LONG_CHUNKS = 120
 DRIP_GAP_S = 0.25
 TRICKLE_GAP_S = 0.5
 #: what a careless upstream puts in its error text; must never reach a Tandem client
@@ -59,12 +62,19 @@ class DropConnection(Exception):
     """Raised inside a streaming body: the server aborts the response mid-way."""
 
 
+def _transcript_line(message: dict) -> str:
+    calls = ",".join(f"{c['function']['name']}({c['function']['arguments']})" for c in message.get("tool_calls") or [])
+    return f"{message.get('role')}: {message.get('content') or ''}{(' calls ' + calls) if calls else ''}"
+
+
 async def chat(request: Request) -> Response:
     body = await request.json()
     model = str(body.get("model", "ok")).split("/")[-1]
     behaviour = model.split("?")[0]
     if behaviour == "echo":  # what reached the upstream, as the answer's text
         return JSONResponse(_completion(model, json.dumps({k: v for k, v in body.items() if k != "messages"})))
+    if behaviour == "transcript":  # the conversation it was given, one "role: content" line each
+        return JSONResponse(_completion(model, "\n".join(_transcript_line(m) for m in body.get("messages", []))))
     if behaviour == "leak500":
         return JSONResponse({"error": {"message": f"db error: {LEAKED_SECRET}", "type": "server_error"}}, status_code=500)
     if behaviour == "html500":
@@ -106,7 +116,7 @@ async def chat(request: Request) -> Response:
             yield b'data: {"id": "chatcmpl-fake", "choices": [\n\n'
             return
         yield _chunk(model, {"role": "assistant", "content": ""})
-        for index in range(STREAM_CHUNKS):
+        for index in range(LONG_CHUNKS if behaviour == "long" else STREAM_CHUNKS):
             if behaviour == "badchunk" and index == 2:
                 yield b"data: {not json\n\n"
                 await asyncio.sleep(0.05)
@@ -114,7 +124,7 @@ async def chat(request: Request) -> Response:
             if behaviour == "cut" and index == 2:
                 await asyncio.sleep(0.05)  # the chunks so far are on the wire before the cut
                 raise DropConnection("fake upstream drops the connection")
-            if behaviour == "drip":
+            if behaviour in ("drip", "long"):
                 await asyncio.sleep(DRIP_GAP_S)
             yield _chunk(model, {"content": WORDS[index % len(WORDS)]})
         yield _chunk(model, {}, "stop")

@@ -25,6 +25,13 @@ def request_id(scope: dict[str, Any]) -> str:
     return scope.get("state", {}).get("access", {}).get("request_id", "")
 
 
+def bearer_token(request) -> bytes:
+    """The bearer token as the raw header bytes (Starlette decodes headers as latin-1, so
+    this round-trips every byte; a non-ASCII token is just a wrong key, never an error)."""
+    header = request.headers.get("authorization", "").encode("latin-1")
+    return header[7:].strip() if header[:7].lower() == b"bearer " else b""
+
+
 def access_record(scope: dict[str, Any]) -> dict[str, Any]:
     return scope.setdefault("state", {}).setdefault("access", {})
 

@@ -41,6 +41,8 @@ class Slot:
         self.start = time.perf_counter()
         self.released = False
         self.handed_off = False
+        #: called with the usage when the slot is released (per-key limits give theirs back)
+        self.on_release: list = []
         owner.count += 1
         metrics.IN_FLIGHT.inc()
 
@@ -63,6 +65,8 @@ class Slot:
                 metrics.TOKENS.labels(backend, decision.task, kind).inc(count)
                 tokens[kind] = count
         self.state.update(backend=backend, outcome=outcome, tokens=tokens)
+        for hook in self.on_release:
+            hook(usage)
 
     def hand_off(self) -> "Slot":
         """The streamed response owns the slot from here on."""

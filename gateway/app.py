@@ -11,32 +11,33 @@ import logging
 import threading
 import time
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from gateway import metrics
-from gateway.access import AccessLog, access_record
+from gateway.access import AccessLog, access_record, bearer_token
 from gateway.admission import InFlight
 from gateway.completions import CompletionPresenter, CompletionRequest
-from gateway.errors import (APIError, api_error_handler, from_validation_errors, http_error_handler, invalid,
-                            unexpected_error_handler, validation_error_handler)
-from gateway.openapi import install_bodies, json_body
+from gateway.errors import (APIError, api_error_handler, http_error_handler, invalid, unexpected_error_handler,
+                            validated, validation_error_handler)
 from gateway.executor import Executor
+from gateway.key_limits import KeyLimiters
+from gateway.openapi import install_bodies, json_body
 from gateway.registry import BackendRegistry
+from gateway.responses_routes import ResponseStores, add_response_routes
 from gateway.serving import ChatPresenter, Routed, serve
 from gateway.wire import ChatCompletionRequest, ModelCard, ModelList, dump
+from gateway.wire_responses import ResponsesRequest
 from router.policy import Policy
 from router.policy_watch import PolicyHolder
 
 log = logging.getLogger("tandem.gateway")
-WireModel = TypeVar("WireModel", bound=BaseModel)
 
 
 class Gateway:
@@ -49,6 +50,7 @@ class Gateway:
         self.preload = preload
         self.watch = watch
         self.in_flight = InFlight()
+        self.limiters = KeyLimiters()
         self._classifier = None
         self._classifier_ready = threading.Event()
         self.load_errors: dict[str, str] = {}
@@ -106,9 +108,9 @@ class Gateway:
 
     def authorize(self, request: Request, policy: Policy) -> None:
         if not self.key_valid(request, policy):
-            raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'." if not _bearer(request)
+            raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'." if not bearer_token(request)
                            else "Incorrect API key provided.",
-                           code="missing_api_key" if not _bearer(request) else "invalid_api_key")
+                           code="missing_api_key" if not bearer_token(request) else "invalid_api_key")
 
     @staticmethod
     def key_valid(request: Request, policy: Policy) -> bool:
@@ -117,7 +119,7 @@ class Gateway:
         keys = policy.server.api_keys
         if not keys:
             return True
-        token = _bearer(request)
+        token = bearer_token(request)
         return bool(token) and any(hmac.compare_digest(token, key.encode()) for key in keys)
 
     async def read_json(self, request: Request, policy: Policy) -> dict[str, Any]:
@@ -174,20 +176,6 @@ class Gateway:
         return Routed(body, policy, decision)
 
 
-def _bearer(request: Request) -> bytes:
-    # raw header bytes: Starlette decodes them as latin-1, so this round-trips every byte
-    header = request.headers.get("authorization", "").encode("latin-1")
-    return header[7:].strip() if header[:7].lower() == b"bearer " else b""
-
-
-def validated(model: type[WireModel], body: dict[str, Any]) -> WireModel:
-    """``body`` as ``model``, or a 400 naming the first bad field."""
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise from_validation_errors(list(exc.errors())) from None
-
-
 def model_not_found(model: str, policy: Policy) -> APIError:
     known = ", ".join(sorted(policy.models))
     return APIError(404, f"The model '{model}' does not exist. Available: {known}.", param="model",
@@ -210,6 +198,7 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
 
 def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) -> FastAPI:
     gateway = Gateway(policy_path, preload=preload, watch=watch)
+    stores = ResponseStores()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -217,6 +206,8 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         yield
         gateway.holder.stop()
         await gateway.registry.aclose()
+        await stores.aclose()
+        await gateway.limiters.aclose()
 
     app = FastAPI(title="Tandem", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -229,16 +220,17 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
 
     @app.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
     async def chat_completions(request: Request) -> Response:
-        return await serve(request, await gateway.route(request), gateway.executor, gateway.in_flight,
-                           ChatPresenter())
+        return await serve(request, await gateway.route(request), gateway, ChatPresenter())
 
     @app.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
     async def completions(request: Request) -> Response:
         policy, body = await gateway.read_request(request)
         legacy = validated(CompletionRequest, body)
         routed = gateway.route_chat(request, policy, legacy.as_chat())
-        return await serve(request, routed, gateway.executor, gateway.in_flight, CompletionPresenter(legacy),
+        return await serve(request, routed, gateway, CompletionPresenter(legacy),
                            stream_whole=legacy.stream and not routed.decision.stream)
+
+    add_response_routes(app, gateway, stores)
 
     @app.post("/v1/route/explain", openapi_extra=json_body(ChatCompletionRequest))
     async def route_explain(request: Request) -> dict[str, Any]:
@@ -291,7 +283,7 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
         operator_only(request)
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Tandem API")
 
-    install_bodies(app, [ChatCompletionRequest, CompletionRequest])
+    install_bodies(app, [ChatCompletionRequest, CompletionRequest, ResponsesRequest])
     return app
 
 

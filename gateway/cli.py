@@ -37,9 +37,8 @@ def serve(
     """Run the OpenAI-compatible gateway."""
     import logging
 
-    import uvicorn
-
     from gateway.app import create_app
+    from gateway.http_server import run
     from router.policy import PolicyError
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -48,7 +47,7 @@ def serve(
     except PolicyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    run(application, host, port, application.state.gateway.holder.policy.server, log_level)
 
 
 def _requests(source: str, jsonl: bool) -> Iterator[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 
 from pydantic import Field, field_validator
 
+from gateway.executor import close_quietly
 from gateway.streaming import DONE, encode, sse_stream
 from gateway.wire import StreamOptions, _Open, now
 from router.fim import Infill, split_infill
@@ -135,9 +136,7 @@ class CompletionPresenter:
                 async for chunk in rest:
                     yield convert(chunk)
             finally:
-                aclose = getattr(rest, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await close_quietly(rest)
 
         return sse_stream(None if first is None else convert(first), converted(), backend, task,
                           on_done=on_done, fallbacks=fallbacks)

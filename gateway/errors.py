@@ -6,16 +6,18 @@ and a status code an OpenAI SDK knows how to treat (it retries 429/5xx, not 4xx)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import logging
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+WireModel = TypeVar("WireModel", bound=BaseModel)
 
 from gateway import metrics
 
@@ -87,6 +89,14 @@ def from_validation_errors(errors: list[dict[str, Any]]) -> APIError:
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     where = f"'{param}': " if param else ""
     return invalid(f"{where}{msg}{more}", param=param)
+
+
+def validated(model: type[WireModel], body: dict[str, Any]) -> WireModel:
+    """``body`` as ``model``, or a 400 naming the first bad field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise from_validation_errors(list(exc.errors())) from None
 
 
 async def api_error_handler(_: Request, exc: APIError) -> JSONResponse:

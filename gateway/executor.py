@@ -128,12 +128,12 @@ class Executor:
                 return None, iterator, backend, attempts
             except asyncio.TimeoutError:
                 error = BackendError(f"{backend.name}: no first chunk within {backend.spec.timeout_s:g} s", timeout=True)
-                await _close(iterator)
+                await close_quietly(iterator)
             except BackendError as exc:
                 error = exc
             except Exception as exc:
                 error = unexpected(backend.name, exc)
-                await _close(iterator)
+                await close_quietly(iterator)
             log.warning("backend %s failed before its first chunk (%s)", backend.name, error.reason)
             if not _may_fall_back(error, next_fallback):
                 raise _give_up(attempts, backend, error)
@@ -147,7 +147,8 @@ def unexpected(name: str, exc: Exception) -> BackendError:
     return BackendError(f"{name}: internal error ({exc.__class__.__name__})", status=500)
 
 
-async def _close(iterator: AsyncIterator[Any]) -> None:
+async def close_quietly(iterator: AsyncIterator[Any]) -> None:
+    """Close a stream that may already be broken (its own error is not the one to report)."""
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         try:

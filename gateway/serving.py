@@ -23,6 +23,7 @@ from gateway.admission import InFlight, SlotStreamingResponse
 from gateway.backends.base import BackendError
 from gateway.errors import APIError
 from gateway.executor import Executor, FallbacksExhausted
+from gateway.key_limits import KeyLimiters
 from gateway.streaming import sse_stream
 from router.decision import Decision
 from router.policy import Policy
@@ -37,6 +38,14 @@ class Routed:
     body: dict[str, Any]
     policy: Policy
     decision: Decision
+
+
+class Services(Protocol):
+    """What serving needs of the gateway (``gateway.app.Gateway``)."""
+
+    executor: Executor
+    in_flight: InFlight
+    limiters: KeyLimiters
 
 
 class Presenter(Protocol):
@@ -59,13 +68,30 @@ class ChatPresenter:
         return sse_stream(first, rest, backend, task, on_done=on_done, fallbacks=fallbacks)
 
 
-async def serve(request: Request, routed: Routed, executor: Executor, in_flight: InFlight,
-                presenter: Presenter, *, stream_whole: bool = False) -> Response:
+async def serve(request: Request, routed: Routed, services: Services, presenter: Presenter, *,
+                stream_whole: bool = False) -> Response:
     """``stream_whole``: the client asked for a stream of a request generated unstreamed;
     the finished answer goes out as events (``presenter.whole_as_events``)."""
-    decision, policy = routed.decision, routed.policy
+    policy = routed.policy
+    grant = await services.limiters.admit(request, policy.server.limits, routed.body)
+    try:
+        response = await _serve(request, routed, services, presenter, stream_whole, grant)
+    except BaseException:
+        if grant is not None:
+            grant.release(None)
+        raise
+    if grant is not None:
+        response.headers.update(grant.headers)
+    return response
+
+
+async def _serve(request: Request, routed: Routed, services: Services, presenter: Presenter, stream_whole: bool,
+                 grant) -> Response:
+    decision, policy, executor = routed.decision, routed.policy, services.executor
     record = access_record(request.scope)
-    with in_flight.admit(decision, policy.server.max_concurrency, record) as slot:
+    with services.in_flight.admit(decision, policy.server.max_concurrency, record) as slot:
+        if grant is not None:
+            slot.on_release.append(grant.release)
         try:
             if decision.stream:
                 first, rest, backend, attempts = await unless_disconnected(

@@ -2,7 +2,8 @@
 
 Chunks are passed on as they arrive (no buffering). A backend failure mid-stream
 becomes one error event (OpenAI's envelope, which the SDKs raise as an APIError)
-followed by ``[DONE]``, so clients never hang on a half-open stream.
+followed by ``[DONE]``, so clients never hang on a half-open stream; so does a stream
+still running when the shutdown's drain deadline passes.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from typing import Any, AsyncIterator, Callable
 import orjson
 
 from gateway.backends.base import BackendError
-from gateway.executor import unexpected
+from gateway.executor import close_quietly, unexpected
+from gateway.http_server import DRAIN
 
 log = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
+
+
+class ShuttingDown(Exception):
+    """The drain deadline passed while this stream was still running."""
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -48,7 +54,12 @@ async def sse_stream(
             chunk["model"] = model_name
             usage = chunk.get("usage") or usage
             yield encode(chunk)
+            if DRAIN.expired():
+                raise ShuttingDown
         status = "ok"
+    except ShuttingDown:
+        status = "drained"
+        yield error_event("The server is shutting down; retry this request.", "server_shutting_down")
     except Exception as exc:  # a BackendError, or any bug below: the client gets an event and [DONE]
         error = exc if isinstance(exc, BackendError) else unexpected(model_name, exc)
         status = "error"
@@ -56,12 +67,7 @@ async def sse_stream(
         yield error_event(f"The backend failed mid-stream: {error.message}", "stream_interrupted")
     finally:
         on_done(status, usage)
-        aclose = getattr(rest, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except Exception:
-                pass
+        await close_quietly(rest)
     if fallbacks:
         yield encode({"id": (first or {}).get("id", "chatcmpl-tandem"), "object": "chat.completion.chunk",
                       "created": (first or {}).get("created", 0), "model": model_name, "choices": [],

@@ -304,6 +304,12 @@ class ServerSettings:
     protect_metrics: bool = False
     #: on SIGTERM, streams still open after this long end with an error event and [DONE]
     drain_timeout_s: float = 30.0
+    #: HTTP server limits, read once at start-up (a reload does not change them)
+    max_connections: int = 1024
+    max_header_bytes: int = 16384
+    max_headers: int = 100
+    #: a request's head and body must arrive within this (slow or stalled clients are cut off)
+    read_timeout_s: float = 30.0
     responses: ResponseStoreSettings = ResponseStoreSettings()
     limits: LimitsSettings = LimitsSettings()
 
@@ -316,7 +322,8 @@ class ServerSettings:
 
 TOP_LEVEL_KEYS = ("version", "server", "backends", "models", "routes")
 SERVER_KEYS = ("api_keys", "max_body_bytes", "max_concurrency", "max_tokens_limit", "max_json_depth",
-               "expose_upstream_errors", "protect_metrics", "drain_timeout_s", "responses", "limits")
+               "expose_upstream_errors", "protect_metrics", "drain_timeout_s", "max_connections",
+               "max_header_bytes", "max_headers", "read_timeout_s", "responses", "limits")
 RESPONSES_KEYS = ("store", "path", "retention_s", "max_record_bytes")
 LIMITS_KEYS = ("store", "on_store_error", "default", "keys")
 KEY_LIMIT_KEYS = ("requests_per_minute", "tokens_per_minute", "concurrent")

@@ -27,7 +27,8 @@ def read_server(r: Reader, loc: Located | None) -> ServerSettings:
         keys = [r.string(item, p, allow_empty=True, secret=True) for item, p in entries]
         # an entry that interpolates to "" (e.g. ${TANDEM_API_KEY:-}) is dropped: auth only when set
         values["api_keys"] = tuple(k for k in keys if k)
-    for key in ("max_body_bytes", "max_concurrency", "max_tokens_limit", "max_json_depth"):
+    for key in ("max_body_bytes", "max_concurrency", "max_tokens_limit", "max_json_depth", "max_connections",
+                "max_header_bytes", "max_headers"):
         if key in fields:
             value = r.integer(fields[key], f"server.{key}", minimum=2 if key == "max_json_depth" else 1)
             if value is not None:
@@ -37,10 +38,11 @@ def read_server(r: Reader, loc: Located | None) -> ServerSettings:
             value = r.boolean(fields[key], f"server.{key}")
             if value is not None:
                 values[key] = value
-    if "drain_timeout_s" in fields:
-        value = r.number(fields["drain_timeout_s"], "server.drain_timeout_s", minimum=0)
-        if value is not None:
-            values["drain_timeout_s"] = float(value)
+    for key in ("drain_timeout_s", "read_timeout_s"):
+        if key in fields:
+            value = r.number(fields[key], f"server.{key}", minimum=0, exclusive_minimum=key == "read_timeout_s")
+            if value is not None:
+                values[key] = float(value)
     if "responses" in fields:
         values["responses"] = _read_responses(r, fields["responses"])
     if "limits" in fields:

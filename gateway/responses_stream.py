@@ -1,0 +1,168 @@
+"""Chat answers written back as the Responses API writes them.
+
+Unstreamed: one ``response`` object. Streamed: OpenAI's event sequence, each as
+``event: <type>`` + ``data: {...}`` with a rising ``sequence_number``:
+``response.created``, ``response.in_progress``, then per output item
+``response.output_item.added`` → (text: ``content_part.added``, ``output_text.delta``…,
+``output_text.done``, ``content_part.done`` | call: ``function_call_arguments.delta``…,
+``function_call_arguments.done``) → ``response.output_item.done``, and last
+``response.completed`` (or ``response.incomplete`` at ``max_output_tokens``). A backend
+failure mid-way is an ``error`` event and ``response.failed``; the stream always ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any, AsyncIterator, Callable
+
+import orjson
+
+from gateway.backends.base import BackendError
+from gateway.errors import APIError
+from gateway.executor import close_quietly, unexpected
+from gateway.http_server import DRAIN
+from gateway.streaming import ShuttingDown
+from gateway.responses import ResponseTurn, new_id, output_items
+
+log = logging.getLogger(__name__)
+
+
+class ResponsesPresenter:
+    """Chat results and chunks as ``response`` objects and Responses events."""
+
+    def __init__(self, turn: ResponseTurn) -> None:
+        self.turn = turn
+
+    async def complete(self, result: dict[str, Any], backend: str) -> dict[str, Any]:
+        choice = (result.get("choices") or [{}])[0]
+        status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
+        response = self.turn.response(backend, status, output_items(choice.get("message") or {}), result.get("usage"))
+        await self.turn.save(response)
+        return response
+
+    def stream(self, first, rest, backend, task, on_done, fallbacks) -> AsyncIterator[bytes]:
+        return response_events(self.turn, first, rest, backend, on_done)
+
+
+class _Output:
+    """The output items as they build up from chat deltas, in the order they began."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.text: dict[str, Any] | None = None
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.text_so_far = ""
+
+    def add_text(self, piece: str) -> list[tuple[str, dict[str, Any]]]:
+        events = []
+        if self.text is None:
+            self.text = {"id": new_id("msg_"), "type": "message", "status": "in_progress", "role": "assistant",
+                         "content": []}
+            self.items.append(self.text)
+            events.append(("response.output_item.added", {"output_index": len(self.items) - 1,
+                                                          "item": dict(self.text)}))
+            events.append(("response.content_part.added", {**self._at(self.text), "content_index": 0,
+                                                           "part": _text_part("")}))
+        self.text_so_far += piece
+        events.append(("response.output_text.delta", {**self._at(self.text), "content_index": 0, "delta": piece,
+                                                      "logprobs": []}))
+        return events
+
+    def add_call(self, delta: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        events = []
+        index = delta.get("index", 0)
+        function = delta.get("function") or {}
+        item = self.calls.get(index)
+        if item is None:
+            item = {"id": new_id("fc_"), "type": "function_call", "status": "in_progress",
+                    "call_id": delta.get("id") or new_id("call_"), "name": function.get("name") or "",
+                    "arguments": ""}
+            self.calls[index] = item
+            self.items.append(item)
+            events.append(("response.output_item.added", {"output_index": len(self.items) - 1, "item": dict(item)}))
+        if function.get("arguments"):
+            item["arguments"] += function["arguments"]
+            events.append(("response.function_call_arguments.delta", {**self._at(item),
+                                                                      "delta": function["arguments"]}))
+        return events
+
+    def close(self) -> list[tuple[str, dict[str, Any]]]:
+        events = []
+        for item in self.items:
+            item["status"] = "completed"
+            if item["type"] == "message":
+                text = self.text_so_far
+                item["content"] = [_text_part(text)]
+                events.append(("response.output_text.done", {**self._at(item), "content_index": 0, "text": text,
+                                                             "logprobs": []}))
+                events.append(("response.content_part.done", {**self._at(item), "content_index": 0,
+                                                              "part": _text_part(text)}))
+            else:
+                events.append(("response.function_call_arguments.done", {**self._at(item),
+                                                                         "arguments": item["arguments"]}))
+            events.append(("response.output_item.done", {"output_index": self.items.index(item), "item": item}))
+        return events
+
+    def _at(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {"item_id": item["id"], "output_index": self.items.index(item)}
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+async def response_events(turn: ResponseTurn, first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]],
+                          backend: str, on_done: Callable[[str, dict[str, Any] | None], None]) -> AsyncIterator[bytes]:
+    sequence = itertools.count()
+
+    def event(kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": next(sequence), **fields}
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    output, usage, finish, status = _Output(), None, None, "cancelled"
+    yield event("response.created", response=turn.response(backend, "in_progress", []))
+    yield event("response.in_progress", response=turn.response(backend, "in_progress", []))
+    try:
+        async for chunk in _chunks(first, rest):
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                steps = output.add_text(delta["content"]) if delta.get("content") else []
+                for call in delta.get("tool_calls") or []:
+                    steps += output.add_call(call)
+                for kind, fields in steps:
+                    yield event(kind, **fields)
+                finish = choice.get("finish_reason") or finish
+            if DRAIN.expired():
+                raise ShuttingDown
+        for kind, fields in output.close():
+            yield event(kind, **fields)
+        final = "incomplete" if finish == "length" else "completed"
+        response = turn.response(backend, final, output.items, usage)
+        await turn.save(response)
+        status = "ok"
+        yield event(f"response.{final}", response=response)
+    except Exception as exc:  # a backend failure, a store failure or a bug: an event, never a hang
+        status = "error"
+        if isinstance(exc, ShuttingDown):
+            status, message, code = "drained", "The server is shutting down; retry this request.", "server_shutting_down"
+        elif isinstance(exc, APIError):
+            message, code = exc.message, exc.code or "server_error"
+        else:
+            error = exc if isinstance(exc, BackendError) else unexpected(backend, exc)
+            log.warning("response stream from %s failed mid-way (%s)", backend, error.reason)
+            message, code = f"The backend failed mid-stream: {error.message}", "stream_interrupted"
+        yield event("error", code=code, message=message, param=None)
+        yield event("response.failed", response=turn.response(
+            backend, "failed", output.items, usage, error={"code": "server_error", "message": message}))
+    finally:
+        on_done(status, usage)
+        await close_quietly(rest)
+
+
+async def _chunks(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]):
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
