@@ -142,7 +142,7 @@ def test_pydantic_ai_tool_agent_ends_with_an_answer(embedded_gateway):
 
     result = agent.run_sync("What's the weather in Paris?", usage_limits=UsageLimits(request_limit=4))
     assert calls and isinstance(result.output, str) and result.output
-    assert result.usage().requests <= 3
+    assert result.usage.requests <= 3
 
 
 def test_pydantic_ai_structured_output(embedded_gateway):
