@@ -55,6 +55,20 @@ class ChatMessage(_Open):
         return self
 
 
+def checked_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``value`` if it is a valid JSON Schema (draft 2020-12), else a ValueError saying where not."""
+    if value is None:
+        return value
+    from jsonschema import Draft202012Validator, SchemaError
+
+    try:
+        Draft202012Validator.check_schema(value)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "the root"
+        raise ValueError(f"not a valid JSON Schema (at {where}: {exc.message})") from None
+    return value
+
+
 class FunctionDefinition(_Open):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
@@ -66,13 +80,7 @@ class FunctionDefinition(_Open):
     def _parameters_are_a_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return value
-        from jsonschema import Draft202012Validator, SchemaError
-
-        try:
-            Draft202012Validator.check_schema(value)
-        except SchemaError as exc:
-            where = "/".join(str(p) for p in exc.path) or "the root"
-            raise ValueError(f"not a valid JSON Schema (at {where}: {exc.message})") from None
+        checked_schema(value)
         if value.get("type", "object") != "object":
             raise ValueError(f"function parameters must be a schema of type 'object', not {value.get('type')!r}")
         return value
@@ -93,6 +101,11 @@ class JsonSchemaFormat(_Open):
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None
     description: str | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_is_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return checked_schema(value)
 
 
 class ResponseFormat(_Open):

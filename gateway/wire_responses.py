@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from gateway.wire import FunctionDefinition, _Open
+from gateway.wire import FunctionDefinition, _Open, checked_schema
 
 #: item types a client may send; everything else is a 400 naming the type
 INPUT_ITEM_TYPES = ("message", "function_call", "function_call_output")
@@ -116,6 +116,11 @@ class TextFormat(_Open):
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None
     description: str | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_is_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return checked_schema(value)
 
     @model_validator(mode="after")
     def _schema_given(self) -> "TextFormat":
