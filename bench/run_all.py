@@ -22,6 +22,7 @@ BENCHES: dict[str, list[str]] = {
                          "--verified", "16", "--max-tokens", "48", "--dtype", "float32", "--threads", "2"],
     # AR in float32 too: in bf16 (the default on AMX CPUs) float32 is AR's faster dtype
     "agents": ["-m", "bench.agents"],
+    "soak": ["-m", "bench.soak"],
     "extraction": ["-m", "diffusion_engine.eval_extract",
                    "--methods", "ar,ar_float32,diffusion,verified,verified_skeleton"],
 }
