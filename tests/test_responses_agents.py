@@ -49,7 +49,7 @@ def test_openai_agents_default_model_tool_agent(embedded_gateway):
 
     agent = Agent(name="weather", instructions="Answer briefly.", tools=[get_weather],
                   model=OpenAIResponsesModel(model="auto", openai_client=async_client(embedded_gateway)),
-                  model_settings=ModelSettings(max_tokens=24))
+                  model_settings=ModelSettings(max_tokens=64, temperature=0))
     result = Runner.run_sync(agent, "What's the weather in Paris?", max_turns=4)
     assert calls and isinstance(result.final_output, str) and result.final_output
     assert len(result.raw_responses) <= 3
@@ -75,7 +75,8 @@ def test_pydantic_ai_responses_model_tool_agent_and_structured_output(embedded_g
     from pydantic_ai.usage import UsageLimits
 
     provider = OpenAIProvider(base_url=embedded_gateway.base + "/v1", api_key="x")
-    agent = Agent(OpenAIResponsesModel("auto", provider=provider), model_settings=ModelSettings(max_tokens=24))
+    agent = Agent(OpenAIResponsesModel("auto", provider=provider),
+                  model_settings=ModelSettings(max_tokens=64, temperature=0))
     calls: list[str] = []
 
     @agent.tool_plain
