@@ -20,6 +20,7 @@ import orjson
 from gateway.errors import APIError, invalid
 from gateway.response_store import RecordTooLarge, ResponseStore, StoreError, StoredResponse
 from gateway.wire_responses import FunctionChoice, ResponsesRequest
+from router.shape import content_text
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,6 @@ _ID_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output":
 
 def new_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
-
-
-def content_text(content: Any) -> str:
-    """Text of a message's or a tool output's content: a string, or text/refusal parts."""
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text") or part.get("refusal") or "" for part in content or [])
 
 
 def input_items(request: ResponsesRequest) -> list[dict[str, Any]]:

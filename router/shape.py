@@ -24,20 +24,28 @@ class ShapeVerdict:
     prediction_text: str | None = None
 
 
-def message_text(message: Mapping[str, Any]) -> str:
-    """Text of one message; multimodal content parts contribute their text parts."""
-    content = message.get("content")
+def content_text(content: Any) -> str:
+    """Text of a message's content: the string itself, or its text parts (chat ``text``,
+    Responses ``input_text`` / ``output_text``, refusals) one per line, as vLLM joins them.
+    The one reader of content for the router, the backends' prompts and the Responses API."""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            elif isinstance(part, str):
-                parts.append(part)
-        return "\n".join(parts)
-    return ""
+    if not isinstance(content, list):
+        return ""
+    parts = []
+    for part in content:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, Mapping):
+            text = part.get("text") if part.get("text") is not None else part.get("refusal")
+            if isinstance(text, str):
+                parts.append(text)
+    return "\n".join(parts)
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """Text of one message (see ``content_text``)."""
+    return content_text(message.get("content"))
 
 
 def _tools(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -88,7 +96,7 @@ def _prediction_text(request: Mapping[str, Any]) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return message_text({"content": content})
+        return content_text(content)
     return ""
 
 

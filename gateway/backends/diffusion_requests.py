@@ -11,6 +11,7 @@ from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import template_messages
 from gateway.backends.tool_calls import call_schema, functions, with_tool_prompt
 from router.fim import split_infill
+from router.shape import content_text
 
 @dataclass(frozen=True)
 class ToolSpec:
@@ -62,7 +63,7 @@ def plan(body: dict[str, Any]) -> DiffusionJob:
     prediction = body.get("prediction") or {}
     if prediction.get("type") == "content":
         content = prediction.get("content")
-        text = content if isinstance(content, str) else "".join(p.get("text") or "" for p in content or [])
+        text = content_text(content)
         if text:
             fence = _fence(text)
             return DiffusionJob("predict", _with_document(messages, text, fence), prediction=text,

@@ -17,6 +17,8 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 import torch
 
+from router.shape import content_text
+
 log = logging.getLogger(__name__)
 
 
@@ -232,6 +234,5 @@ def _text(message: dict[str, Any]) -> str:
     said = "\n".join(f"Called {c['function']['name']}({c['function']['arguments']})" for c in calls)
     if content is None:
         return said
-    if isinstance(content, list):
-        content = "".join(part.get("text") or "" for part in content if part.get("type") == "text")
+    content = content_text(content)
     return f"{content}\n{said}".strip() if said else content
