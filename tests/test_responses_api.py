@@ -6,6 +6,8 @@ against the embedded models. Storage is a real SQLite file (and, in
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import httpx
 import openai
@@ -146,3 +148,14 @@ def test_oversized_input_with_store_is_refused_before_anything_is_written(gatewa
     big = "x" * 70_000  # over the fixture's max_body_bytes: 413 before parsing
     response = httpx.post(gateway.base + "/v1/responses", json={"model": "direct", "input": big})
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+
+
+def test_curl_sees_the_event_sequence(gateway):
+    curl = shutil.which("curl")
+    assert curl, "curl is needed for this test (apt install curl)"
+    out = subprocess.run([curl, "-sN", gateway.base + "/v1/responses", "-H", "content-type: application/json",
+                          "-d", json.dumps({"model": "direct", "input": "Say hello.", "stream": True})],
+                         capture_output=True, text=True, timeout=30).stdout
+    kinds = [line[7:] for line in out.splitlines() if line.startswith("event: ")]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert kinds.count("response.output_text.delta") == STREAM_CHUNKS
