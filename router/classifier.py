@@ -64,9 +64,10 @@ class TaskClassifier:
             return self._features_only(shape, turn, stream, why_not or "content model unavailable")
         if shape.prediction_text is not None:  # empty prediction: content picks edit or code
             probs = {k: v for k, v in probs.items() if k in ("code", "edit")}
-        task = max(probs, key=probs.get)
-        reasons = (*shape.reasons, f"content model: {task} (p={probs[task]:.2f})")
-        return Classification(task, stream, reasons, confidence=probs[task])
+        (task, p), *rest = sorted(probs.items(), key=lambda kv: -kv[1])
+        runner_up = f", runner-up {rest[0][0]} (p={rest[0][1]:.2f})" if rest else ""
+        reasons = (*shape.reasons, f"content model: {task} (p={p:.2f}){runner_up}")
+        return Classification(task, stream, reasons, confidence=p)
 
     def warmup(self) -> None:
         """Load the embedding model and head now (a failure is logged, not raised)."""

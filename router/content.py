@@ -78,7 +78,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "has_fence", "code_symbol_ratio", "code_line_ratio", "diff_lines", "format_word",
     "format_request", "pasted_passage", "log_length", "prior_code", "prior_assistant",
     "placeholder", "prog_lang", "asks_question", "non_ascii_ratio", "edit_verb", "code_verb",
-    "creative_form",
+    "creative_form", "prior_edit",
 )
 
 
@@ -90,6 +90,8 @@ class Turn:
     prior: str  # earlier user/assistant text (most recent last)
     has_prior_assistant: bool
     last_role: str
+    #: the user's previous request, if any: "and in French?" after a translation is an edit
+    prior_request: str = ""
 
 
 def last_turn(request: Mapping[str, Any]) -> Turn:
@@ -100,11 +102,13 @@ def last_turn(request: Mapping[str, Any]) -> Turn:
     text = message_text(messages[last_user]) if last_user >= 0 else ""
     earlier = [m for m in messages[: max(last_user, 0)] if m.get("role") in ("user", "assistant")]
     prior = "\n".join(message_text(m) for m in earlier[-3:])
+    earlier_requests = [m for m in earlier if m.get("role") == "user"]
     return Turn(
         text=text,
         prior=prior,
         has_prior_assistant=any(m.get("role") == "assistant" for m in earlier),
         last_role=str(messages[-1].get("role")) if messages else "user",
+        prior_request=message_text(earlier_requests[-1]) if earlier_requests else "",
     )
 
 
@@ -183,6 +187,8 @@ def turn_features(turn: Turn) -> list[float]:
         1.0 if CODE_VERB.search(words) else 0.0,
         # a poem about a bug is not a bug fix: creative forms outweigh code words
         1.0 if CREATIVE_FORM.search(words[:200]) else 0.0,
+        # the conversation's state: a short follow-up to a rewrite asks for another rewrite
+        1.0 if EDIT_VERB.search(instruction_window(clip(turn.prior_request))[:300]) else 0.0,
     ]
 
 
@@ -227,6 +233,8 @@ class ContentHead:
     #: under one L2 penalty (chosen by leave-one-template-family-out accuracy)
     embed_scale: float
     labels: tuple[str, ...] = CONTENT_LABELS
+    #: divides the logits so probabilities match held-out accuracy (fit by train_head)
+    temperature: float = 1.0
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "ContentHead":
@@ -242,7 +250,8 @@ class ContentHead:
             return cls(weights=z["weights"].astype(np.float32), bias=z["bias"].astype(np.float32),
                        feature_mean=z["feature_mean"], feature_std=z["feature_std"],
                        embed_scale=float(z["embed_scale"]),
-                       labels=tuple(str(x) for x in z["labels"]))
+                       labels=tuple(str(x) for x in z["labels"]),
+                       temperature=float(z["temperature"]) if "temperature" in z.files else 1.0)
 
     def design(self, embedding: np.ndarray, features: np.ndarray) -> np.ndarray:
         return design_matrix(embedding, features, self.embed_scale, self.feature_mean,
@@ -250,7 +259,7 @@ class ContentHead:
 
     def probabilities(self, embedding: np.ndarray, features: Sequence[float]) -> np.ndarray:
         logits = self.design(embedding, np.asarray(features, dtype=np.float32)) @ self.weights + self.bias
-        logits = logits - logits.max()
+        logits = (logits - logits.max()) / self.temperature
         p = np.exp(logits)
         return p / p.sum()
 

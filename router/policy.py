@@ -101,6 +101,7 @@ YAML anchors and ``<<`` merge keys work.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -108,7 +109,7 @@ from typing import Mapping
 from router.decision import Decision
 from router.policy_load import read_policy
 from router.policy_schema import (
-    BackendSpec, FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, ServerSettings,
+    BackendSpec, FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, RouterSettings, ServerSettings,
 )
 from router.types import Classification
 
@@ -127,6 +128,7 @@ class Policy:
     models: dict[str, ModelAlias]
     routes: tuple[Route, ...]
     server: ServerSettings
+    router: RouterSettings = RouterSettings()
 
     def alias(self, model: str) -> ModelAlias | None:
         """The alias a client's ``model`` names, or None for an unknown model."""
@@ -160,6 +162,9 @@ class Policy:
         validated policy rules out for the five tasks."""
         model = request.get("model")
         alias = self.alias(model)
+        classification = self._confident(classification)
+        # why the task (every rule that fired, the content model's top two), then the route
+        task_why = tuple(f"task: {reason}" for reason in classification.reasons)
         common = dict(task=classification.task, stream=bool(classification.stream),
                       model_alias=alias.name if alias else None, tool_use=classification.tool_use,
                       confidence=classification.confidence)
@@ -167,16 +172,28 @@ class Policy:
             backend = self.backends[alias.backend]
             return Decision(**common, route=f"alias:{alias.name}", backend=backend,
                             params=copy.deepcopy(backend.params),
-                            reasons=(f"model alias '{alias.name}' pins backend {backend.name}",))
+                            reasons=(*task_why, f"model alias '{alias.name}' pins backend {backend.name}"))
         if alias is not None and alias.route is not None:
             route = self.route(alias.route)
-            return self._decision(common, route, (f"model alias '{alias.name}' pins route {route.name}",))
+            return self._decision(common, route, (*task_why, f"model alias '{alias.name}' pins route {route.name}"))
         for route in self.routes:
             why = route.match.evaluate(request, classification, headers)
             if why is not None:
-                return self._decision(common, route, tuple(f"route '{route.name}': {w}" for w in why))
+                return self._decision(common, route, (*task_why, *(f"route '{route.name}': {w}" for w in why)))
         raise LookupError(f"{self.path}: no route matches task {classification.task!r} "
                           f"(stream={classification.stream}); add a catch-all route at the end")
+
+    def _confident(self, classification: Classification) -> Classification:
+        """The classification, or its ``router.fallback_task`` when the content model was
+        less sure of its task than ``router.min_confidence``."""
+        settings = self.router
+        confidence = classification.confidence
+        if confidence is None or confidence >= settings.min_confidence or classification.task == settings.fallback_task:
+            return classification
+        why = (f"confidence {confidence:.2f} for {classification.task!r} is below router.min_confidence "
+               f"{settings.min_confidence:g}: fallback task {settings.fallback_task!r}")
+        return dataclasses.replace(classification, task=settings.fallback_task,
+                                   reasons=(*classification.reasons, why))
 
     def _decision(self, common: dict, route: Route, reasons: tuple[str, ...]) -> Decision:
         backend = self.backends[route.backend]
@@ -194,7 +211,7 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError([(str(path), 1, f"cannot read policy file: {exc}")]) from None
     parts = read_policy(path, text)
     return Policy(path=str(path), backends=parts.backends, models=parts.models,
-                  routes=parts.routes, server=parts.server)
+                  routes=parts.routes, server=parts.server, router=parts.router)
 
 
 def check_policy_file(path: str | Path) -> tuple[list[str], list[str]]:

@@ -15,9 +15,9 @@ from typing import Any, Iterable, Mapping
 from router.policy_schema import (
     BACKEND_KEYS, BACKEND_KINDS, EMBEDDED_MODELS, ENGINE_KEYS, ENGINE_RULES, FALLBACK_CLASSES, FALLBACK_KEYS,
     MATCH_KEYS, MODEL_KEYS, PARAM_KEYS, ROUTE_KEYS, TOP_LEVEL_KEYS, BackendSpec,
-    FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, ServerSettings, VERIFIED_MODELS,
+    FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, RouterSettings, ServerSettings, VERIFIED_MODELS,
 )
-from router.policy_server import read_server
+from router.policy_server import read_router, read_server
 from router.policy_yaml import (
     NAME_PATTERN, Located, Reader, describe, did_you_mean, environ_snapshot, load_located,
 )
@@ -32,6 +32,7 @@ class PolicyParts:
     models: dict[str, ModelAlias]
     routes: tuple[Route, ...]
     server: ServerSettings
+    router: RouterSettings
 
 
 def _read_params(r: Reader, loc: Located, path: str, max_tokens_limit: int) -> dict:
@@ -327,6 +328,7 @@ def read_policy(path: str | Path, text: str, environ: Mapping[str, str] | None =
             r.error(top["version"].line, "version", f"unsupported version {version!r}; "
                                                     f"this Tandem reads version {SUPPORTED_VERSION}")
     server = read_server(r, top.get("server"))
+    router = read_router(r, top.get("router"))
 
     backends: dict[str, BackendSpec] = {}
     if "backends" in top:
@@ -387,4 +389,4 @@ def read_policy(path: str | Path, text: str, environ: Mapping[str, str] | None =
         _check_coverage(r, routes, root.key_lines["routes"])
     if r.problems:
         raise PolicyError(sorted(r.problems, key=lambda p: p[1]))
-    return PolicyParts(backends=backends, models=models, routes=tuple(routes), server=server)
+    return PolicyParts(backends=backends, models=models, routes=tuple(routes), server=server, router=router)

@@ -248,6 +248,18 @@ class ModelAlias:
 
 
 @dataclass(frozen=True)
+class RouterSettings:
+    """How the classifier's verdict is used. Below ``min_confidence`` (the content model's
+    probability for its task) the request takes ``fallback_task``: a wrong diffusion route
+    costs more than a wrong AR one, so an unsure classifier sends requests to chat."""
+
+    #: the cheapest threshold on held-out corpus families when a wrong diffusion route costs
+    #: twice a wrong AR one (``router/train_head.py`` prints it; BENCHMARKS.md has the table)
+    min_confidence: float = 0.45
+    fallback_task: str = "chat"
+
+
+@dataclass(frozen=True)
 class ResponseStoreSettings:
     """Where the Responses API keeps responses (``store: true``, ``previous_response_id``)."""
 
@@ -320,7 +332,8 @@ class ServerSettings:
 
 # --- key tables for the strict validator (mirrored by policies/policy.schema.json) ------------
 
-TOP_LEVEL_KEYS = ("version", "server", "backends", "models", "routes")
+TOP_LEVEL_KEYS = ("version", "server", "router", "backends", "models", "routes")
+ROUTER_KEYS = ("min_confidence", "fallback_task")
 SERVER_KEYS = ("api_keys", "max_body_bytes", "max_concurrency", "max_tokens_limit", "max_json_depth",
                "expose_upstream_errors", "protect_metrics", "drain_timeout_s", "max_connections",
                "max_header_bytes", "max_headers", "read_timeout_s", "responses", "limits")

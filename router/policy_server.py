@@ -1,4 +1,5 @@
-"""Reading a policy's ``server`` section: limits, auth, the response store, per-key quotas.
+"""Reading a policy's ``server`` section (limits, auth, the response store, per-key quotas)
+and its ``router`` section (how the classifier's confidence is used).
 
 Same strict rules as the rest of the loader (``router/policy_load.py``): unknown keys are
 named with a "did you mean", types are checked, every problem carries FILE:LINE, and a
@@ -10,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from router.policy_schema import (
-    KEY_LIMIT_KEYS, LIMITS_KEYS, RESPONSES_KEYS, SERVER_KEYS, KeyLimits, LimitsSettings, ResponseStoreSettings,
-    ServerSettings,
+    KEY_LIMIT_KEYS, LIMITS_KEYS, RESPONSES_KEYS, ROUTER_KEYS, SERVER_KEYS, KeyLimits, LimitsSettings,
+    ResponseStoreSettings, RouterSettings, ServerSettings,
 )
+from router.types import TASKS
 from router.policy_yaml import Located, Reader
 
 
@@ -108,3 +110,15 @@ def _read_limits(r: Reader, loc: Located, api_keys: tuple[str, ...]) -> LimitsSe
                 keyed.append((key, _read_key_limits(r, entry, path)))
         values["keys"] = tuple(keyed)
     return LimitsSettings(**{k: v for k, v in values.items() if v is not None})
+
+
+def read_router(r: Reader, loc: Located | None) -> RouterSettings:
+    if loc is None:
+        return RouterSettings()
+    fields = r.mapping(loc, "router", ROUTER_KEYS) or {}
+    values: dict[str, Any] = {}
+    if "min_confidence" in fields:
+        values["min_confidence"] = r.number(fields["min_confidence"], "router.min_confidence", minimum=0, maximum=1)
+    if "fallback_task" in fields:
+        values["fallback_task"] = r.string(fields["fallback_task"], "router.fallback_task", choices=TASKS)
+    return RouterSettings(**{k: v for k, v in values.items() if v is not None})

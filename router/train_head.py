@@ -101,6 +101,63 @@ def fold_scale(w: np.ndarray, scale: float) -> np.ndarray:
     return w
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature that makes held-out probabilities honest (least negative log-likelihood
+    of the true label): one number, so the ranking of labels is unchanged."""
+    def nll(t: float) -> float:
+        return float(-np.log(softmax(logits / t)[np.arange(len(y)), y] + 1e-12).mean())
+
+    return float(min(np.round(np.arange(0.3, 4.01, 0.05), 2), key=nll))
+
+
+#: confidence bins of the reliability table
+BINS = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def reliability(probs: np.ndarray, y: np.ndarray) -> list[dict]:
+    """Per confidence bin: how many predictions, their mean confidence, how many were right."""
+    confidence, hit = probs.max(1), probs.argmax(1) == y
+    rows = []
+    for low, high in zip(BINS, BINS[1:]):
+        inside = (confidence >= low) & ((confidence < high) if high < 1 else (confidence <= high))
+        if inside.any():
+            rows.append({"bin": f"{low:.1f}-{high:.1f}", "n": int(inside.sum()),
+                         "mean_confidence": round(float(confidence[inside].mean()), 3),
+                         "accuracy": round(float(hit[inside].mean()), 3)})
+    return rows
+
+
+#: a request wrongly sent to a diffusion route costs this many times a request wrongly sent
+#: to AR (AR answers anything, if not always best; a chat turn in a diffusion canvas does not)
+WRONG_DIFFUSION_COST = 2.0
+
+
+def best_min_confidence(probs: np.ndarray, y: np.ndarray, fallback: int,
+                        wrong_elsewhere_cost: float = WRONG_DIFFUSION_COST) -> tuple[float, float]:
+    """The threshold below which sending requests to ``fallback`` costs least on held-out
+    rows (a wrong ``fallback`` costs 1, any other wrong route ``wrong_elsewhere_cost``), and
+    the held-out accuracy with it."""
+    confidence, predicted = probs.max(1), probs.argmax(1)
+
+    def cost(routed: np.ndarray) -> float:
+        wrong = routed != y
+        return float(np.where(wrong & (routed == fallback), 1.0, 0.0).sum()
+                     + np.where(wrong & (routed != fallback), wrong_elsewhere_cost, 0.0).sum())
+
+    best_threshold, best_cost = 0.0, cost(predicted)
+    for threshold in np.round(np.arange(0.3, 0.91, 0.05), 2):
+        routed = np.where(confidence < threshold, fallback, predicted)
+        if cost(routed) < best_cost - 1e-9:
+            best_threshold, best_cost = float(threshold), cost(routed)
+    routed = np.where(confidence < best_threshold, fallback, predicted)
+    return best_threshold, float((routed == y).mean())
+
+
 def accuracy(x, y, w, b) -> float:
     return float(((x @ w + b).argmax(1) == y).mean()) if len(y) else float("nan")
 
@@ -164,19 +221,32 @@ def main() -> None:
     w, b = np.mean(weights, 0), np.mean(biases, 0)
     x = design_matrix(emb, feats, 1.0, mean, std)
     train_acc = accuracy(x, y, w, b)
+    # Calibration on what the head has not seen: the leave-one-template-family-out logits.
+    held_out = np.mean(loso_logits, 0)
+    temperature = fit_temperature(held_out, y)
+    calibrated = softmax(held_out / temperature)
+    threshold, with_fallback = best_min_confidence(calibrated, y, CONTENT_LABELS.index("chat"))
+    print(f"temperature {temperature:g}; held-out reliability (calibrated):")
+    for row in reliability(calibrated, y):
+        print(f"  {row['bin']}: n={row['n']:4d} confidence {row['mean_confidence']:.3f} accuracy {row['accuracy']:.3f}")
+    print(f"cheapest router.min_confidence on held-out families (a wrong diffusion route costing "
+          f"{WRONG_DIFFUSION_COST:g}x a wrong AR one): {threshold:g} (accuracy with the chat fallback {with_fallback:.3f})")
 
     meta = {"train_rows": len(content), "head": "mean of the grid's logits",
             "lbfgs_steps": args.epochs, "template_families": len(set(sources)),
             "random_holdout_acc": ens_holdout, "leave_one_family_out_acc": ens_loso,
             "grid": {f"scale={k[0]:g},l2={k[1]:g}": [round(holdout[k], 4), round(loso[k], 4)]
                      for k in grid},
-            "train_acc": train_acc,
+            "train_acc": train_acc, "temperature": temperature,
+            "reliability_uncalibrated": reliability(softmax(held_out), y),
+            "reliability_calibrated": reliability(calibrated, y),
+            "best_min_confidence": threshold, "held_out_acc_with_fallback": with_fallback,
             "embedder_max_tokens": embedder.max_tokens, "embedder_dtype": str(embedder.dtype),
             "seconds": round(time.time() - started, 1)}
     np.savez_compressed(
         args.out, weights=w.astype(np.float32), bias=b.astype(np.float32),
         feature_mean=mean.astype(np.float32), feature_std=std.astype(np.float32),
-        embed_scale=np.float32(1.0),
+        embed_scale=np.float32(1.0), temperature=np.float32(temperature),
         labels=np.asarray(CONTENT_LABELS), feature_names=np.asarray(FEATURE_NAMES),
         meta=np.asarray(json.dumps(meta)))
     print(json.dumps(meta, indent=1))

@@ -8,9 +8,10 @@ import threading
 
 import pytest
 
-from bench.route_eval import default_dev_path, evaluate
+from bench.route_eval import ROOT, default_dev_path, evaluate
 from router.classifier import TaskClassifier, get_classifier
 from router.content import instruction_window, last_turn, rules_only_task
+from router.policy import load_policy
 from router.shape import shape_rules
 
 TOOL = {"type": "function", "function": {
@@ -246,3 +247,80 @@ def test_dev_set_accuracy_floor(classifier):
     assert result["accuracy"] >= DEV_ACCURACY_FLOOR, result["errors"]
     # every label keeps most of its requests
     assert all(acc >= 0.8 for acc, n in result["per_label"].values() if n), result["per_label"]
+
+
+# --- short everyday turns (router/data/short_templates.py) --------------------------------
+
+SHORT_CHAT_FAMILIES = {
+    "greetings": ["Hey!", "hello :)", "Good afternoon.", "Hi, anyone there?", "yo what's up"],
+    "thanks": ["Thanks a bunch.", "thank u", "Cheers, that did it.", "ok great", "Perfect!"],
+    "one-line asks": ["Say good morning.", "Tell me a fact about Saturn.", "Give me one tip for sleeping better.",
+                      "Name two rivers in Africa.", "Say hi to Bob."],
+    "one-line questions": ["Why is grass green?", "How old is the universe?", "Who painted the Mona Lisa?",
+                           "What's 15 divided by 3?", "Is it safe to eat raw eggs?"],
+    "creative one-liners": ["write a haiku about coffee", "A short limerick about a frog.",
+                            "Make up a knock-knock joke.", "Write one line of poetry about the rain."],
+    "other languages": ["Bonsoir !", "¿Me cuentas un chiste?", "Guten Abend!", "Grazie!", "Спокойной ночи", "谢谢你"],
+}
+
+
+@pytest.mark.parametrize("family", sorted(SHORT_CHAT_FAMILIES))
+def test_short_everyday_turns_route_to_chat(classifier, family):
+    policy = load_policy(ROOT / "policies" / "default.yaml")  # with its min_confidence fallback
+    routed = [policy.decide(body := req(text), classifier.classify(body), {}).task
+              for text in SHORT_CHAT_FAMILIES[family]]
+    assert routed.count("chat") >= len(routed) - 1, dict(zip(SHORT_CHAT_FAMILIES[family], routed))
+
+
+@pytest.mark.parametrize("text,task", [
+    ("Write a Go function that sums a slice.", "code"), ("python: parse a date string", "code"),
+    ("Fix the typos: i relly liek it", "edit"), ("Translate to Spanish: see you tomorrow", "edit"),
+])
+def test_short_turns_that_ask_for_code_or_edits_still_get_them(classifier, text, task):
+    assert classifier.classify(req(text)).task == task
+
+
+def test_acknowledgement_after_code_is_chat(classifier):
+    body = {"model": "auto", "messages": [
+        {"role": "user", "content": "Write a Python function that adds two numbers."},
+        {"role": "assistant", "content": "```python\ndef add(a, b):\n    return a + b\n```"},
+        {"role": "user", "content": "Thanks, that helped."}]}
+    assert classifier.classify(body).task == "chat"
+
+
+def test_explained_reasons_name_the_runner_up(classifier):
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    decision = policy.decide(body := req("Tell me about the history of Rome."), classifier.classify(body), {})
+    content = next(r for r in decision.reasons if r.startswith("task: content model:"))
+    assert "runner-up" in content and decision.reasons[-1].startswith("route ")
+    assert decision.confidence is not None and 0 < decision.confidence <= 1
+
+
+def test_corpus_covers_short_turns_for_every_label():
+    from router.data.make_train import build
+
+    rows = build(150, seed=3)
+    short = {label: 0 for label in ("chat", "edit", "code")}
+    for row in rows:
+        text = last_turn(row["request"]).text
+        if row["label"] in short and len(text) < 40:
+            short[row["label"]] += 1
+    assert short["chat"] >= 0.15 * 150  # greetings, thanks, one-liners
+    assert short["code"] > 0 and short["edit"] > 0  # so that shortness alone decides nothing
+
+
+def test_short_eval_set_is_not_in_the_training_corpus():
+    """bench/data/route_short.jsonl measures phrasings the head never saw: none of its turns
+    (case and punctuation aside) is a training turn, nor one the templates make elsewhere."""
+    import re
+
+    from router.data.make_train import build
+
+    def norm(text: str) -> str:
+        return re.sub(r"[\W_]+", " ", text.lower()).strip()
+
+    corpus = [json.loads(line) for line in (ROOT / "router" / "data" / "train.jsonl").open()]
+    trained = {norm(last_turn(row["request"]).text) for row in corpus + build(1500, seed=11)}
+    short = [json.loads(line) for line in (ROOT / "bench" / "data" / "route_short.jsonl").open()]
+    leaked = [row["id"] for row in short if norm(last_turn(row["request"]).text) in trained]
+    assert not leaked

@@ -77,3 +77,51 @@ def test_a_limited_key_must_be_an_accepted_key_and_is_never_shown(tmp_path):
   limits: {keys: [{key: sk-typo-secret, requests_per_minute: 5}]}""")
     assert "server.limits.keys[0].key: is not one of server.api_keys" in text
     assert "sk-typo-secret" not in text and "sk-real" not in text
+
+
+ROUTED = """\
+version: 1
+{router}
+backends:
+  ar: {{kind: ar, model: embedded/smollm2}}
+  diff: {{kind: diffusion, model: embedded/smollm2-diffusion}}
+routes:
+  - name: to-diffusion
+    match: {{task: [code, edit, structured, tool_call]}}
+    backend: diff
+  - name: default
+    backend: ar
+"""
+
+
+def routed_policy(tmp_path, router: str = ""):
+    path = tmp_path / "routed.yaml"
+    path.write_text(ROUTED.format(router=router))
+    return load_policy(path)
+
+
+def test_unsure_content_verdicts_take_the_fallback_task(tmp_path):
+    from router.types import Classification
+
+    policy = routed_policy(tmp_path, "router: {min_confidence: 0.7}")
+    unsure = Classification("code", False, ("content model: code (p=0.55), runner-up chat (p=0.40)",), confidence=0.55)
+    decision = policy.decide({"model": "auto"}, unsure, {})
+    assert decision.task == "chat" and decision.backend.name == "ar"
+    assert decision.reasons[0] == "task: content model: code (p=0.55), runner-up chat (p=0.40)"
+    assert "below router.min_confidence 0.7: fallback task 'chat'" in decision.reasons[1]
+    assert decision.reasons[-1].startswith("route 'default'")
+    sure = Classification("code", False, ("content model: code (p=0.91)",), confidence=0.91)
+    assert policy.decide({"model": "auto"}, sure, {}).backend.name == "diff"
+    shape = Classification("structured", False, ("response_format json_schema",))  # rules are certain
+    assert policy.decide({"model": "auto"}, shape, {}).backend.name == "diff"
+
+
+def test_router_section_defaults_and_errors(tmp_path):
+    assert routed_policy(tmp_path).router.min_confidence == 0.45
+    custom = routed_policy(tmp_path, "router: {min_confidence: 0.4, fallback_task: edit}").router
+    assert (custom.min_confidence, custom.fallback_task) == (0.4, "edit")
+    with pytest.raises(PolicyError) as info:
+        routed_policy(tmp_path, "router: {min_confidense: 2, fallback_task: talk}")
+    text = str(info.value)
+    assert "router: unknown key 'min_confidense' (did you mean 'min_confidence'?)" in text
+    assert "router.fallback_task: 'talk' is not one of chat, structured, edit, code, tool_call" in text

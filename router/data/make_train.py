@@ -26,6 +26,9 @@ from router.data.prose_templates import (chat_about_text, chat_advice, chat_agen
                                          chat_multilingual, chat_tech_concept, struct_classify,
                                          struct_extract, struct_followup, struct_generate,
                                          struct_multilingual)
+from router.data.short_templates import (chat_greeting, chat_short_ack, chat_short_ask, chat_short_creative,
+                                         chat_short_followup, chat_short_multilingual, code_short, edit_short,
+                                         edit_short_followup)
 from router.data.task_templates import (code_fix, code_followup, code_how_do_i, code_howto,
                                         code_multilingual,
                                         code_transform, code_write, edit_cjk, edit_fix,
@@ -40,11 +43,15 @@ GENERATORS: dict[str, list[Gen]] = {
     "chat": [chat_explain, chat_advice, chat_brainstorm, chat_creative, chat_about_text,
              chat_about_text, chat_tech_concept, chat_code_question, chat_multilingual,
              chat_multilingual, chat_followup, chat_followup, chat_formats, chat_agent_brief,
-             chat_cjk, chat_lang_opinion, chat_howto],
+             chat_cjk, chat_lang_opinion, chat_howto,
+             # short everyday turns, in every register (router/data/short_templates.py)
+             chat_greeting, chat_short_ask, chat_short_ask, chat_short_creative, chat_short_multilingual,
+             chat_short_ack, chat_short_followup],
     "structured": [struct_extract, struct_generate, struct_classify, struct_followup, struct_multilingual],
-    "edit": [edit_rewrite, edit_fix, edit_length, edit_transform, edit_followup, edit_multilingual, edit_cjk],
+    "edit": [edit_rewrite, edit_fix, edit_length, edit_transform, edit_followup, edit_multilingual, edit_cjk,
+             edit_short, edit_short_followup],
     "code": [code_write, code_fix, code_transform, code_followup, code_howto, code_how_do_i,
-             code_multilingual],
+             code_multilingual, code_short],
 }
 SYSTEMS = ["You are a helpful assistant.", "You help the staff of a small company.",
            "Answer concisely.", "You are an assistant for a newsroom.", "You are a coding assistant."]
