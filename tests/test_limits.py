@@ -14,8 +14,7 @@ from gateway.limits import (
     SLOT_TTL_S, Admission, KeyLimits, LimitExceeded, LimitSettings, LimitStoreUnavailable, RateLimiter, duration,
 )
 from tests.conftest import free_port
-from tests.redis_server import redis_server  # noqa: F401  (fixture)
-from tests.test_response_store import silent_server  # noqa: F401  (fixture)
+from tests.redis_server import redis_server, silent_server  # noqa: F401  (fixtures)
 
 
 class Clock:

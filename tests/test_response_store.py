@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 
 import pytest
@@ -14,7 +12,7 @@ from gateway.response_store import (
     RecordTooLarge, StoreError, StoredResponse, StoreSettings, open_store,
 )
 from tests.conftest import free_port
-from tests.redis_server import redis_server  # noqa: F401  (fixture)
+from tests.redis_server import redis_server, silent_server  # noqa: F401  (fixtures)
 
 
 def record(rid: str, owner: str = "o", previous: str | None = None, text: str = "hi") -> StoredResponse:
@@ -186,33 +184,6 @@ def test_two_redis_stores_share_records(redis_server):
     with redis.Redis(port=redis_server.port) as client:
         assert client.keys("*") == [b"tandem:resp:resp_2"]  # namespaced, one key per record
         assert 0 < client.ttl("tandem:resp:resp_2") <= 30 * 24 * 3600  # the retention is its TTL
-
-
-@pytest.fixture()
-def silent_server():
-    """Accepts connections and never answers: a wedged Redis."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
 
 
 @pytest.mark.parametrize("down", ["refused", "silent"])
