@@ -1,6 +1,6 @@
 """The HTTP server around the app: uvicorn with the limits a public gateway needs.
 
-- connections: at most ``server.max_connections`` (uvicorn answers 503 beyond);
+- connections: at most ``server.max_connections`` (503 in OpenAI's envelope beyond);
 - request heads: at most ``server.max_header_bytes`` (400 beyond), and
   ``server.max_headers`` fields (``HeaderCount``: 431);
 - slow clients: a request's head and body must arrive within ``server.read_timeout_s``
@@ -49,6 +49,10 @@ class Drain:
 
 DRAIN = Drain()
 
+_BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                  b"retry-after: 1\r\ncontent-length: %d\r\n\r\n%s")
+_BUSY_BODY = (b'{"error": {"message": "Too many open connections (server.max_connections); retry shortly.", '
+              b'"type": "server_error", "param": null, "code": "too_many_connections"}}')
 _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
                      b"content-length: %d\r\n\r\n%s")
 _TIMEOUT_BODY = (b'{"error": {"message": "The request did not arrive in time (server.read_timeout_s).", '
@@ -60,10 +64,16 @@ class _ReadDeadline:
     request's first bytes arrive, cleared once the whole request (head and body) is in."""
 
     read_timeout_s: float = 30.0
+    max_connections: int = 1024
     _read_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            # OpenAI's envelope, so an SDK backs off and retries as it does for a 503
+            transport.write(_BUSY_RESPONSE % (len(_BUSY_BODY), _BUSY_BODY))
+            transport.close()
+            return
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -141,7 +151,8 @@ def guarded_protocol(settings: ServerSettings) -> type:
     """The protocol uvicorn would pick (httptools when installed, else h11), guarded."""
     base = GuardedHttpToolsProtocol if _HAS_HTTPTOOLS else GuardedH11Protocol
     return type(base.__name__, (base,), {"read_timeout_s": settings.read_timeout_s,
-                                         "max_head_bytes": settings.max_header_bytes})
+                                         "max_head_bytes": settings.max_header_bytes,
+                                         "max_connections": settings.max_connections})
 
 
 class HeaderCount:
@@ -178,7 +189,7 @@ class DrainingServer(uvicorn.Server):
 def run(app, host: str, port: int, settings: ServerSettings, log_level: str) -> None:
     config = uvicorn.Config(
         HeaderCount(app, settings.max_headers), host=host, port=port, log_level=log_level, access_log=False,
-        http=guarded_protocol(settings), limit_concurrency=settings.max_connections,
+        http=guarded_protocol(settings),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         # streams end themselves at the drain deadline; this cancels whatever is still left after it
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s) + 2)

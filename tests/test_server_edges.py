@@ -167,3 +167,16 @@ def test_drain_deadline_ends_long_streams_with_error_and_done(fake_upstream):
     error = json.loads(lines[-2][6:])["error"]
     assert error["code"] == "server_shutting_down"
     assert server.proc.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+
+
+def test_connections_beyond_the_cap_get_a_503_envelope(edge):
+    held = [socket.create_connection(("127.0.0.1", edge.port)) for _ in range(40)]  # the policy's cap
+    try:
+        time.sleep(0.2)
+        received, _ = raw_exchange(edge, b"GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k-free\r\n\r\n")
+        assert received.startswith(b"HTTP/1.1 503") and b"too_many_connections" in received
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    assert httpx.get(edge.base + "/v1/models", headers={"authorization": "Bearer k-free"}).status_code == 200
