@@ -24,6 +24,8 @@ import orjson
 #: how often a put also sweeps expired rows out of the SQLite file / memory (seconds):
 #: reads already ignore them, the sweep only keeps the file from growing
 PURGE_EVERY_S = 60.0
+#: the memory store keeps at most this many responses (a process's memory is not a database)
+MEMORY_MAX_RECORDS = 10_000
 #: Redis socket timeouts: a down or wedged Redis is a StoreError in about this long
 REDIS_TIMEOUT_S = 1.0
 
@@ -150,6 +152,8 @@ class MemoryStore(_Base):
             for rid in [rid for rid, (expires, _) in self._records.items() if expires < now]:
                 del self._records[rid]
         self._records[record.id] = (now + self.settings.retention_s, data)
+        while len(self._records) > MEMORY_MAX_RECORDS:  # bounded: the oldest go first
+            del self._records[next(iter(self._records))]
 
     async def get(self, response_id: str, owner: str) -> StoredResponse | None:
         entry = self._records.get(response_id)
@@ -178,7 +182,8 @@ class SqliteStore(_Base):
         super().__init__(settings)
         self.path = settings.sqlite_path()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # stored prompts and answers are private: the folder and the files are the owner's only
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # autocommit (isolation_level=None): each statement is its own transaction
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -186,6 +191,10 @@ class SqliteStore(_Base):
             self._db.execute("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
                              "expires REAL NOT NULL, record BLOB NOT NULL)")
             self._db.execute("CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires)")
+            for suffix in ("", "-wal", "-shm"):
+                part = self.path.with_name(self.path.name + suffix)
+                if part.exists():
+                    part.chmod(0o600)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the response store at {self.path}: {exc} (set server.responses.path "
                              "or TANDEM_DATA_DIR to a writable place)") from None

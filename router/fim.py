@@ -20,7 +20,7 @@ from dataclasses import dataclass
 MARKERS = re.compile(
     r"<\|?fim[_▁\-](?:prefix|suffix|middle|begin|hole|end)\|?>"
     r"|<｜fim▁(?:begin|hole|end)｜>|<(?:PRE|SUF|MID)>"
-    r"|(?m:^\s*(?:PREFIX|SUFFIX)\s*:\s*$)",
+    r"|(?m:^[ \t]*(?:PREFIX|SUFFIX)[ \t]*:[ \t]*$)",
     re.IGNORECASE,
 )
 
@@ -33,8 +33,12 @@ _CODE_LLAMA = re.compile(r"<PRE>\s?(?P<prefix>.*?)\s?<SUF>(?P<suffix>.*?)(?:\s?<
 _DEEPSEEK = re.compile(r"<｜fim▁begin｜>(?P<prefix>.*?)<｜fim▁hole｜>(?P<suffix>.*?)(?:<｜fim▁end｜>|\Z)", re.S)
 #: exactly one newline around each label: the code's own blank lines stay the code's
 _PLAIN = re.compile(r"^PREFIX:\n(?P<prefix>.*?)\nSUFFIX:\n(?P<suffix>.*)\Z", re.S | re.M)
-_CONVENTIONS = (("fim-psm", _PSM), ("fim-spm", _SPM), ("code-llama", _CODE_LLAMA),
-                ("deepseek", _DEEPSEEK), ("plain", _PLAIN))
+#: (name, where a hole in this spelling can start, the whole spelling matched from there)
+_CONVENTIONS = ((("fim-psm", re.compile(_SENTINEL.format("prefix"), re.I), _PSM),
+                 ("fim-spm", re.compile(_SENTINEL.format("suffix"), re.I), _SPM),
+                 ("code-llama", re.compile("<PRE>"), _CODE_LLAMA),
+                 ("deepseek", re.compile("<｜fim▁begin｜>"), _DEEPSEEK),
+                 ("plain", re.compile(r"^PREFIX:\n", re.M), _PLAIN)))
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,11 @@ def split_infill(text: str) -> Infill | None:
     Text before the first sentinel (an editor's file-name header, say) is not code."""
     if not has_markers(text):
         return None
-    for name, pattern in _CONVENTIONS:
-        match = pattern.search(text)
+    for name, opening, pattern in _CONVENTIONS:
+        # matched once, from the first opening sentinel: a search from every position would
+        # take time quadratic in the text (a prompt of many sentinels could stall the server)
+        start = opening.search(text)
+        match = pattern.match(text, start.start()) if start else None
         if match:
             return Infill(match.group("prefix"), match.group("suffix"), name)
     return None

@@ -41,3 +41,14 @@ def test_router_calls_any_convention_code():
     for text in (f"<PRE> {PREFIX} <SUF>{SUFFIX} <MID>", f"<｜fim▁begin｜>{PREFIX}<｜fim▁hole｜>{SUFFIX}<｜fim▁end｜>"):
         verdict = shape_rules({"messages": [{"role": "user", "content": text}]})
         assert verdict.task == "code" and "fill-in-the-middle" in verdict.reasons[-1]
+
+
+@pytest.mark.parametrize("text", ["\n" * 100_000, "<PRE>" * 20_000, "<|fim_prefix|>" * 8_000, "PREFIX:\n" * 12_000,
+                                  " \t\n" * 30_000, "<fim_suffix>" * 8_000])
+def test_reading_a_huge_adversarial_prompt_is_linear(text):
+    import time
+
+    start = time.perf_counter()
+    has_markers(text)
+    split_infill(text)
+    assert time.perf_counter() - start < 0.5  # a quadratic search took seconds to minutes here

@@ -217,3 +217,28 @@ def test_redis_down_is_a_quick_store_error(down, request):
 def test_settings_refuse_with_the_fix(kwargs, fix):
     with pytest.raises(ValueError, match=fix.replace("/", "/").replace(".", r"\.")):
         StoreSettings(**kwargs)
+
+
+def test_sqlite_files_are_private(tmp_path):
+    async def go():
+        store = open_store(StoreSettings(url=f"sqlite:///{tmp_path}/private/responses.db"))
+        await store.put(record("resp_p"))
+        await store.aclose()
+
+    run(go())
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "private" / "responses.db").stat().st_mode & 0o077 == 0  # prompts are no one else's
+
+
+def test_memory_store_is_bounded(monkeypatch):
+    import gateway.response_store as module
+
+    monkeypatch.setattr(module, "MEMORY_MAX_RECORDS", 3)
+
+    async def go():
+        store = open_store(StoreSettings(url="memory"))
+        for i in range(5):
+            await store.put(record(f"resp_{i}"))
+        return [await store.get(f"resp_{i}", "o") is not None for i in range(5)]
+
+    assert run(go()) == [False, False, True, True, True]  # the oldest went first
