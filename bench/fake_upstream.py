@@ -12,7 +12,8 @@ non-streamed body one byte every ``TRICKLE_GAP_S``; ``reset`` closes the connect
 without an answer; ``leak500`` / ``html500`` fail with an error text holding secrets /
 an HTML page; ``fail401`` / ``fail403`` reject Tandem's own upstream credential;
 ``echo`` answers with the request body it received, less the messages; ``transcript``
-with the messages, one ``role: content`` line each (tool calls appended).
+with the messages, one ``role: content`` line each (tool calls appended); ``refuse``
+answers with a refusal (``refusal`` instead of ``content``).
 
 Run: ``python -m bench.fake_upstream --port 9100``.
 """
@@ -62,6 +63,25 @@ class DropConnection(Exception):
     """Raised inside a streaming body: the server aborts the response mid-way."""
 
 
+REFUSAL = ["I can't", " help with", " that."]
+
+
+def _refusal(model: str, stream: bool) -> Response:
+    if not stream:
+        completion = _completion(model, "")
+        completion["choices"][0]["message"] = {"role": "assistant", "content": None, "refusal": "".join(REFUSAL)}
+        return JSONResponse(completion)
+
+    async def events():
+        yield _chunk(model, {"role": "assistant", "content": None})
+        for piece in REFUSAL:
+            yield _chunk(model, {"refusal": piece})
+        yield _chunk(model, {}, "stop")
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 def _transcript_line(message: dict) -> str:
     calls = ",".join(f"{c['function']['name']}({c['function']['arguments']})" for c in message.get("tool_calls") or [])
     return f"{message.get('role')}: {message.get('content') or ''}{(' calls ' + calls) if calls else ''}"
@@ -75,6 +95,8 @@ async def chat(request: Request) -> Response:
         return JSONResponse(_completion(model, json.dumps({k: v for k, v in body.items() if k != "messages"})))
     if behaviour == "transcript":  # the conversation it was given, one "role: content" line each
         return JSONResponse(_completion(model, "\n".join(_transcript_line(m) for m in body.get("messages", []))))
+    if behaviour == "refuse":  # a refusal instead of content, as OpenAI's models send one
+        return _refusal(model, bool(body.get("stream")))
     if behaviour == "leak500":
         return JSONResponse({"error": {"message": f"db error: {LEAKED_SECRET}", "type": "server_error"}}, status_code=500)
     if behaviour == "html500":

@@ -93,7 +93,9 @@ class _ReadDeadline:
         self._read_timer = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or not self.cycle.response_started:
+        # the timer runs only while a request is read: the cycle, if any, is that request's
+        # (nothing sent yet) or the previous one's on a kept-alive connection (all sent)
+        if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
             self.transport.write(_TIMEOUT_RESPONSE % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
         if self.cycle is not None:
             self.cycle.disconnected = True

@@ -19,7 +19,7 @@ from gateway.errors import APIError
 from gateway.limits import (
     KeyLimits as LimiterKeyLimits, LimitExceeded, LimitSettings, LimitStoreUnavailable, RateLimiter,
 )
-from router.policy_schema import LimitsSettings
+from router.policy_schema import LimitsSettings, ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,16 @@ class KeyLimiters:
                 per_key={fingerprint(key): convert(limits) for key, limits in settings.keys}))
         return self._open[settings]
 
-    async def admit(self, request: Request, settings: LimitsSettings, body: dict[str, Any]) -> Grant | None:
+    async def admit(self, request: Request, server: ServerSettings, body: dict[str, Any]) -> Grant | None:
+        settings = server.limits
         if not settings.enabled():
             return None
         limiter = self._limiter(settings)
+        # without configured keys any bearer is accepted, so a token names nobody: one budget
+        # for all (else a client would get a fresh window per made-up token)
+        caller = fingerprint(bearer_token(request)) if server.api_keys else ANONYMOUS
         try:
-            admission = await limiter.admit(fingerprint(bearer_token(request)), estimated_tokens(body))
+            admission = await limiter.admit(caller, estimated_tokens(body))
         except LimitExceeded as exc:
             raise APIError(429, exc.message, code=f"rate_limit_{exc.which}", headers=dict(exc.headers)) from None
         except LimitStoreUnavailable:

@@ -44,10 +44,25 @@ def input_items(request: ResponsesRequest) -> list[dict[str, Any]]:
     return items
 
 
-def history(chain: list[StoredResponse]) -> list[dict[str, Any]]:
-    """Every earlier turn's input and output items, oldest first."""
+#: the most earlier responses a turn carries (the store is read one deeper, to know)
+MAX_CHAIN = 100
+
+
+def history(chain: list[StoredResponse], truncation: str | None, max_bytes: int) -> list[dict[str, Any]]:
+    """Every earlier turn's input and output items, oldest first, within ``MAX_CHAIN`` turns
+    and ``max_bytes``. Beyond them, as OpenAI does with a conversation longer than the
+    model's context: ``truncation: "auto"`` drops the oldest turns, otherwise a 400."""
+    records = chain[-MAX_CHAIN:]
+    sizes = [stored_size(r.input_items) + stored_size(r.response.get("output") or []) for r in records]
+    while records and sum(sizes) > max_bytes:
+        records, sizes = records[1:], sizes[1:]
+    if len(records) < len(chain) and truncation != "auto":
+        raise invalid(f"The conversation is longer than this gateway carries ({MAX_CHAIN} responses, "
+                      f"{max_bytes} bytes of history: server.responses.max_history_bytes). Send truncation: "
+                      "\"auto\" to drop the oldest turns, or start a new chain.", param="previous_response_id",
+                      code="context_length_exceeded")
     items: list[dict[str, Any]] = []
-    for record in chain:
+    for record in records:
         items += record.input_items
         items += record.response.get("output") or []
     return items
@@ -74,9 +89,10 @@ def chat_messages(instructions: str | None, earlier: list[dict[str, Any]],
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
             called.add(item["call_id"])
         elif kind == "function_call_output":
+            if item["call_id"] not in called and index < len(earlier):
+                continue  # its call was in a turn truncation dropped: the result goes with it
             if item["call_id"] not in called:
-                where = f"input[{index - len(earlier)}]" if index >= len(earlier) else "the stored chain"
-                raise invalid(f"{where}: function_call_output for call_id '{item['call_id']}', which no earlier "
+                raise invalid(f"input[{index - len(earlier)}]: function_call_output for call_id '{item['call_id']}', which no earlier "
                               "function_call made (send the function_call item too, or chain with "
                               "previous_response_id)", param="input")
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": content_text(item["output"])})
@@ -117,8 +133,9 @@ def chat_body(request: ResponsesRequest, messages: list[dict[str, Any]]) -> dict
     return body
 
 
-def output_items(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """A chat answer's message as Responses output items: the text, then each call."""
+def output_items(message: dict[str, Any], status: str = "completed") -> list[dict[str, Any]]:
+    """A chat answer's message as Responses output items: the text, then each call, each
+    with ``status`` (``incomplete`` when the answer was cut at max_output_tokens)."""
     items = []
     parts = []
     if message.get("content"):
@@ -126,10 +143,10 @@ def output_items(message: dict[str, Any]) -> list[dict[str, Any]]:
     if message.get("refusal"):
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     if parts:
-        items.append({"id": new_id("msg_"), "type": "message", "status": "completed", "role": "assistant",
+        items.append({"id": new_id("msg_"), "type": "message", "status": status, "role": "assistant",
                       "content": parts})
     for call in message.get("tool_calls") or []:
-        items.append({"id": new_id("fc_"), "type": "function_call", "status": "completed", "call_id": call["id"],
+        items.append({"id": new_id("fc_"), "type": "function_call", "status": status, "call_id": call["id"],
                       "name": call["function"]["name"], "arguments": call["function"]["arguments"]})
     return items
 

@@ -18,7 +18,8 @@ from gateway.errors import APIError, invalid, validated
 from gateway.key_limits import fingerprint
 from gateway.openapi import json_body
 from gateway.response_store import ResponseStore, StoreError, StoreSettings, open_store
-from gateway.responses import ResponseTurn, chat_messages, chat_body, history, input_items, stored_size
+from gateway.responses import (MAX_CHAIN, ResponseTurn, chat_body, chat_messages, history, input_items,
+                               stored_size)
 from gateway.responses_stream import ResponsesPresenter
 from gateway.serving import serve
 from gateway.wire_responses import ResponsesRequest
@@ -70,17 +71,21 @@ def add_response_routes(app: FastAPI, gateway, stores: ResponseStores) -> None:
         store, owner = stores.get(policy.server.responses), owner_of(request, policy)
         chain = []
         if parsed.previous_response_id is not None:
-            chain = await store_call(store.chain(parsed.previous_response_id, owner))
+            chain = await store_call(store.chain(parsed.previous_response_id, owner, max_depth=MAX_CHAIN + 1))
             if not chain:
                 raise APIError(404, f"Previous response with id '{parsed.previous_response_id}' not found.",
                                param="previous_response_id", code="previous_response_not_found")
+        if parsed.max_output_tokens is not None and parsed.max_output_tokens > policy.server.max_tokens_limit:
+            raise invalid(f"max_output_tokens={parsed.max_output_tokens} is above this server's limit of "
+                          f"{policy.server.max_tokens_limit}.", param="max_output_tokens")
         items = input_items(parsed)
         limit = policy.server.responses.max_record_bytes
         if parsed.store and stored_size(items) > limit:
             raise invalid(f"'input' is {stored_size(items)} bytes; a stored response keeps at most {limit} "
                           "(server.responses.max_record_bytes). Send store: false, or a shorter input.",
                           param="input", code="input_too_large")
-        chat = chat_body(parsed, chat_messages(parsed.instructions, history(chain), items))
+        earlier = history(chain, parsed.truncation, policy.server.responses.max_history_bytes)
+        chat = chat_body(parsed, chat_messages(parsed.instructions, earlier, items))
         routed = gateway.route_chat(request, policy, chat)
         turn = ResponseTurn(parsed, items, store, owner)
         return await serve(request, routed, gateway, ResponsesPresenter(turn))

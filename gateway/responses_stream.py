@@ -37,7 +37,8 @@ class ResponsesPresenter:
     async def complete(self, result: dict[str, Any], backend: str) -> dict[str, Any]:
         choice = (result.get("choices") or [{}])[0]
         status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
-        response = self.turn.response(backend, status, output_items(choice.get("message") or {}), result.get("usage"))
+        response = self.turn.response(backend, status, output_items(choice.get("message") or {}, status),
+                                      result.get("usage"))
         await self.turn.save(response)
         return response
 
@@ -46,27 +47,33 @@ class ResponsesPresenter:
 
 
 class _Output:
-    """The output items as they build up from chat deltas, in the order they began."""
+    """The output items as they build up from chat deltas, in the order they began. The
+    assistant message holds its parts (text, refusal) in the order they began too."""
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
-        self.text: dict[str, Any] | None = None
+        self.message: dict[str, Any] | None = None
+        self.parts: dict[str, int] = {}  # part kind -> content index
+        self.written: dict[str, str] = {}  # part kind -> what it says so far
         self.calls: dict[int, dict[str, Any]] = {}
-        self.text_so_far = ""
 
-    def add_text(self, piece: str) -> list[tuple[str, dict[str, Any]]]:
+    def add_part(self, kind: str, piece: str) -> list[tuple[str, dict[str, Any]]]:
+        """``kind``: ``output_text`` or ``refusal``."""
         events = []
-        if self.text is None:
-            self.text = {"id": new_id("msg_"), "type": "message", "status": "in_progress", "role": "assistant",
-                         "content": []}
-            self.items.append(self.text)
+        if self.message is None:
+            self.message = {"id": new_id("msg_"), "type": "message", "status": "in_progress", "role": "assistant",
+                            "content": []}
+            self.items.append(self.message)
             events.append(("response.output_item.added", {"output_index": len(self.items) - 1,
-                                                          "item": dict(self.text)}))
-            events.append(("response.content_part.added", {**self._at(self.text), "content_index": 0,
-                                                           "part": _text_part("")}))
-        self.text_so_far += piece
-        events.append(("response.output_text.delta", {**self._at(self.text), "content_index": 0, "delta": piece,
-                                                      "logprobs": []}))
+                                                          "item": dict(self.message)}))
+        if kind not in self.parts:
+            self.parts[kind], self.written[kind] = len(self.parts), ""
+            events.append(("response.content_part.added", {**self._at(self.message),
+                                                           "content_index": self.parts[kind], "part": _part(kind, "")}))
+        self.written[kind] += piece
+        event = "response.output_text.delta" if kind == "output_text" else "response.refusal.delta"
+        extra = {"logprobs": []} if kind == "output_text" else {}
+        events.append((event, {**self._at(self.message), "content_index": self.parts[kind], "delta": piece, **extra}))
         return events
 
     def add_call(self, delta: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -87,17 +94,20 @@ class _Output:
                                                                       "delta": function["arguments"]}))
         return events
 
-    def close(self) -> list[tuple[str, dict[str, Any]]]:
+    def close(self, status: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every item done, with ``status`` (``incomplete`` when cut at max_output_tokens)."""
         events = []
         for item in self.items:
-            item["status"] = "completed"
+            item["status"] = status
             if item["type"] == "message":
-                text = self.text_so_far
-                item["content"] = [_text_part(text)]
-                events.append(("response.output_text.done", {**self._at(item), "content_index": 0, "text": text,
-                                                             "logprobs": []}))
-                events.append(("response.content_part.done", {**self._at(item), "content_index": 0,
-                                                              "part": _text_part(text)}))
+                item["content"] = [_part(kind, self.written[kind]) for kind in self.parts]
+                for kind, index in self.parts.items():
+                    said = self.written[kind]
+                    done = ({"text": said, "logprobs": []} if kind == "output_text" else {"refusal": said})
+                    event = "response.output_text.done" if kind == "output_text" else "response.refusal.done"
+                    events.append((event, {**self._at(item), "content_index": index, **done}))
+                    events.append(("response.content_part.done", {**self._at(item), "content_index": index,
+                                                                  "part": _part(kind, said)}))
             else:
                 events.append(("response.function_call_arguments.done", {**self._at(item),
                                                                          "arguments": item["arguments"]}))
@@ -106,6 +116,12 @@ class _Output:
 
     def _at(self, item: dict[str, Any]) -> dict[str, Any]:
         return {"item_id": item["id"], "output_index": self.items.index(item)}
+
+
+def _part(kind: str, said: str) -> dict[str, Any]:
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": said}
+    return _text_part(said)
 
 
 def _text_part(text: str) -> dict[str, Any]:
@@ -128,7 +144,9 @@ async def response_events(turn: ResponseTurn, first: dict[str, Any] | None, rest
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices") or []:
                 delta = choice.get("delta") or {}
-                steps = output.add_text(delta["content"]) if delta.get("content") else []
+                steps = output.add_part("output_text", delta["content"]) if delta.get("content") else []
+                if delta.get("refusal"):
+                    steps += output.add_part("refusal", delta["refusal"])
                 for call in delta.get("tool_calls") or []:
                     steps += output.add_call(call)
                 for kind, fields in steps:
@@ -136,9 +154,9 @@ async def response_events(turn: ResponseTurn, first: dict[str, Any] | None, rest
                 finish = choice.get("finish_reason") or finish
             if DRAIN.expired():
                 raise ShuttingDown
-        for kind, fields in output.close():
-            yield event(kind, **fields)
         final = "incomplete" if finish == "length" else "completed"
+        for kind, fields in output.close(final):
+            yield event(kind, **fields)
         response = turn.response(backend, final, output.items, usage)
         await turn.save(response)
         status = "ok"

@@ -73,7 +73,7 @@ async def serve(request: Request, routed: Routed, services: Services, presenter:
     """``stream_whole``: the client asked for a stream of a request generated unstreamed;
     the finished answer goes out as events (``presenter.whole_as_events``)."""
     policy = routed.policy
-    grant = await services.limiters.admit(request, policy.server.limits, routed.body)
+    grant = await services.limiters.admit(request, policy.server, routed.body)
     try:
         response = await _serve(request, routed, services, presenter, stream_whole, grant)
     except BaseException:

@@ -269,6 +269,8 @@ class ResponseStoreSettings:
     path: str = ""
     retention_s: int = 30 * 24 * 3600
     max_record_bytes: int = 4 * 1024 * 1024
+    #: the most stored history (items of earlier turns) one request may carry
+    max_history_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,7 @@ ROUTER_KEYS = ("min_confidence", "fallback_task")
 SERVER_KEYS = ("api_keys", "max_body_bytes", "max_concurrency", "max_tokens_limit", "max_json_depth",
                "expose_upstream_errors", "protect_metrics", "drain_timeout_s", "max_connections",
                "max_header_bytes", "max_headers", "read_timeout_s", "responses", "limits")
-RESPONSES_KEYS = ("store", "path", "retention_s", "max_record_bytes")
+RESPONSES_KEYS = ("store", "path", "retention_s", "max_record_bytes", "max_history_bytes")
 LIMITS_KEYS = ("store", "on_store_error", "default", "keys")
 KEY_LIMIT_KEYS = ("requests_per_minute", "tokens_per_minute", "concurrent")
 BACKEND_KEYS = ("kind", "model", "api_base", "api_key", "timeout_s", "max_retries", "params", "engine")

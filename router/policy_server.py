@@ -70,7 +70,7 @@ def _read_responses(r: Reader, loc: Located) -> ResponseStoreSettings:
         values["store"] = _store(r, fields["store"], "server.responses.store", ("sqlite", "memory"))
     if "path" in fields:
         values["path"] = r.string(fields["path"], "server.responses.path", allow_empty=True)
-    for key in ("retention_s", "max_record_bytes"):
+    for key in ("retention_s", "max_record_bytes", "max_history_bytes"):
         if key in fields:
             values[key] = r.integer(fields[key], f"server.responses.{key}", minimum=1)
     return ResponseStoreSettings(**{k: v for k, v in values.items() if v is not None})

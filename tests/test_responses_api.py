@@ -120,6 +120,7 @@ def test_stream_cut_mid_way_ends_with_error_and_failed(gateway):
     ({"input": "hi", "stream": "true"}, "stream"),
     ({"input": "hi", "store": 1}, "store"),
     ({"input": "hi", "background": True}, "background"),
+    ({"input": "hi", "max_output_tokens": 999_999}, "max_output_tokens"),
     ({"input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}}, "text"),
     ({"input": ""}, "input"),
     ({}, "input"),
@@ -159,3 +160,17 @@ def test_curl_sees_the_event_sequence(gateway):
     kinds = [line[7:] for line in out.splitlines() if line.startswith("event: ")]
     assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
     assert kinds.count("response.output_text.delta") == STREAM_CHUNKS
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_refusals_arrive_as_refusal_parts(gateway, stream):
+    client = sdk(gateway)
+    if stream:
+        with client.responses.stream(model="refuse", input="Do something bad.") as events:
+            kinds = [event.type for event in events]
+            response = events.get_final_response()
+        assert "response.refusal.delta" in kinds and "response.refusal.done" in kinds
+    else:
+        response = client.responses.create(model="refuse", input="Do something bad.")
+    part = response.output[0].content[0]
+    assert part.type == "refusal" and part.refusal == "I can't help with that."

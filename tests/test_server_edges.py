@@ -180,3 +180,41 @@ def test_connections_beyond_the_cap_get_a_503_envelope(edge):
             sock.close()
     time.sleep(0.3)
     assert httpx.get(edge.base + "/v1/models", headers={"authorization": "Bearer k-free"}).status_code == 200
+
+
+def test_history_beyond_the_cap_is_a_400_or_truncated_as_asked(edge):
+    client = openai.OpenAI(base_url=edge.base + "/v1", api_key="k-free", max_retries=0)
+    previous = None
+    for letter in "xy":  # two turns of ~900 bytes each: more than max_history_bytes (1200)
+        previous = client.responses.create(model="ok", input=letter * 500, previous_response_id=previous).id
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="transcript", input="and now?", previous_response_id=previous)
+    assert caught.value.code == "context_length_exceeded" and caught.value.param == "previous_response_id"
+    cut = client.responses.create(model="transcript", input="and now?", previous_response_id=previous,
+                                  truncation="auto")
+    carried = cut.output_text
+    assert "x" * 500 not in carried and "y" * 500 in carried and carried.endswith("user: and now?")
+
+
+def test_without_api_keys_made_up_tokens_share_one_budget(fake_upstream):
+    server = start_gateway(FIXTURES / "unkeyed_limits_policy.yaml", {"UPSTREAM_BASE": fake_upstream.base + "/v1"})
+    try:
+        statuses = [post(server, f"made-up-{i}").status_code for i in range(3)]
+    finally:
+        server.stop()
+    assert statuses == [200, 200, 429]  # a fresh token is not a fresh window
+
+
+def test_slow_second_request_on_a_kept_alive_connection_gets_a_408(edge):
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # the next request stalls mid-head
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+    assert received.startswith(b"HTTP/1.1 408")
