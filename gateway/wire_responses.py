@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from gateway.wire import FunctionDefinition, _Open, checked_schema
+from gateway.wire import FunctionDefinition, JsonSchemaFormat, _Open
 
 #: item types a client may send; everything else is a 400 naming the type
 INPUT_ITEM_TYPES = ("message", "function_call", "function_call_output")
@@ -110,17 +110,11 @@ class FunctionChoice(_Open):
     name: str
 
 
-class TextFormat(_Open):
+class TextFormat(JsonSchemaFormat):
+    """``text.format``: chat's ``json_schema`` fields, flat, with the ``type`` beside them."""
+
     type: Literal["text", "json_object", "json_schema"]
     name: str | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    strict: bool | None = None
-    description: str | None = None
-
-    @field_validator("schema_")
-    @classmethod
-    def _schema_is_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return checked_schema(value)
 
     @model_validator(mode="after")
     def _schema_given(self) -> "TextFormat":

@@ -11,42 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from enum import Enum
 
 import openai
 import pytest
-from pydantic import BaseModel
+
+from tests.agent_models import WEATHER_TOOL, Forecast, Person, Unit, run_pydantic_ai_weather_agent, weather
 
 pytestmark = pytest.mark.integration
-
-WEATHER_TOOL = {"type": "function", "function": {
-    "name": "get_weather", "description": "Get the current weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-
-
-class Unit(str, Enum):
-    celsius = "celsius"
-    fahrenheit = "fahrenheit"
-
-
-class City(BaseModel):
-    name: str
-    country: str
-
-
-class Forecast(BaseModel):
-    unit: Unit
-    cities: list[City]
-
-
-class Person(BaseModel):
-    name: str
-    city: str
-
-
-def weather(city: str) -> str:
-    return f"Sunny, 21 C in {city}"
-
 
 def sdk(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base + "/v1", api_key="x", max_retries=0)
@@ -124,23 +95,12 @@ def test_length_inside_a_document_is_finish_length(embedded_gateway):
 # --- frameworks ---------------------------------------------------------------------------
 
 def test_pydantic_ai_tool_agent_ends_with_an_answer(embedded_gateway):
-    from pydantic_ai import Agent
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
     from pydantic_ai.settings import ModelSettings
-    from pydantic_ai.usage import UsageLimits
 
     model = OpenAIChatModel("auto", provider=OpenAIProvider(base_url=embedded_gateway.base + "/v1", api_key="x"))
-    agent = Agent(model, model_settings=ModelSettings(max_tokens=24))
-    calls: list[str] = []
-
-    @agent.tool_plain
-    def get_weather(city: str) -> str:
-        """Get the current weather for a city."""
-        calls.append(city)
-        return weather(city)
-
-    result = agent.run_sync("What's the weather in Paris?", usage_limits=UsageLimits(request_limit=4))
+    result, calls = run_pydantic_ai_weather_agent(model, ModelSettings(max_tokens=24))
     assert calls and isinstance(result.output, str) and result.output
     assert result.usage.requests <= 3
 

@@ -13,22 +13,10 @@ import json
 
 import openai
 import pytest
-from pydantic import BaseModel
+
+from tests.agent_models import WEATHER_RESPONSES_TOOL as WEATHER, Person, run_pydantic_ai_weather_agent, weather
 
 pytestmark = pytest.mark.integration
-
-WEATHER = {"type": "function", "name": "get_weather", "description": "Get the current weather for a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-
-
-class Person(BaseModel):
-    name: str
-    city: str
-
-
-def weather(city: str) -> str:
-    return f"Sunny, 21 C in {city}"
-
 
 def async_client(server) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=server.base + "/v1", api_key="x", max_retries=0)
@@ -75,17 +63,8 @@ def test_pydantic_ai_responses_model_tool_agent_and_structured_output(embedded_g
     from pydantic_ai.usage import UsageLimits
 
     provider = OpenAIProvider(base_url=embedded_gateway.base + "/v1", api_key="x")
-    agent = Agent(OpenAIResponsesModel("auto", provider=provider),
-                  model_settings=ModelSettings(max_tokens=64, temperature=0))
-    calls: list[str] = []
-
-    @agent.tool_plain
-    def get_weather(city: str) -> str:
-        """Get the current weather for a city."""
-        calls.append(city)
-        return weather(city)
-
-    result = agent.run_sync("What's the weather in Paris?", usage_limits=UsageLimits(request_limit=4))
+    result, calls = run_pydantic_ai_weather_agent(OpenAIResponsesModel("auto", provider=provider),
+                                                  ModelSettings(max_tokens=64, temperature=0))
     assert calls and isinstance(result.output, str) and result.output
     assert result.usage.requests <= 3
 

@@ -14,10 +14,9 @@ import openai
 import pytest
 
 from bench.fake_upstream import STREAM_CHUNKS, WORDS
+from tests.agent_models import WEATHER_RESPONSES_TOOL as WEATHER
 
 EXPECTED_TEXT = "Hello from the fake upstream. All good."
-WEATHER = {"type": "function", "name": "get_weather", "description": "Get the current weather for a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
 
 def sdk(server) -> openai.OpenAI:

@@ -44,13 +44,18 @@ def raw_exchange(server, data: bytes, wait: float = 4.0) -> tuple[bytes, float]:
     with socket.create_connection(("127.0.0.1", server.port), timeout=wait) as sock:
         if data:
             sock.sendall(data)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except (socket.timeout, ConnectionResetError):
-            pass
+        received = read_until_closed(sock)
     return received, time.monotonic() - start
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return received
 
 
 @pytest.mark.parametrize("data", [
@@ -211,10 +216,5 @@ def test_slow_second_request_on_a_kept_alive_connection_gets_a_408(edge):
         first = sock.recv(65536)
         assert first.startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # the next request stalls mid-head
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except (socket.timeout, ConnectionResetError):
-            pass
+        received = read_until_closed(sock)
     assert received.startswith(b"HTTP/1.1 408")
