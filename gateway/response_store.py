@@ -11,15 +11,15 @@ record is stored whole or not at all.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+
+from router.policy_schema import ResponseStoreSettings as StoreSettings
 
 #: how often a put also sweeps expired rows out of the SQLite file / memory (seconds):
 #: reads already ignore them, the sweep only keeps the file from growing
@@ -59,42 +59,6 @@ class StoredResponse:
         except (orjson.JSONDecodeError, TypeError) as exc:
             # a row written by something else (or damaged): unreadable, not a crash
             raise StoreError(f"response store: unreadable record ({exc})") from None
-
-
-@dataclass(frozen=True)
-class StoreSettings:
-    #: ``sqlite`` (file at ``path``), ``sqlite:///abs/path.db``, ``memory``, or ``redis://host:port/db``
-    url: str = "sqlite"
-    #: the SQLite file for ``url: sqlite``; empty: $TANDEM_DATA_DIR/responses.db or
-    #: ~/.local/share/tandem/responses.db
-    path: str = ""
-    retention_s: int = 30 * 24 * 3600
-    max_record_bytes: int = 4 * 1024 * 1024
-
-    def __post_init__(self) -> None:
-        url = self.url
-        if url not in ("sqlite", "memory") and not url.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
-            raise ValueError(f"response store url '{url}': use sqlite, sqlite:///absolute/path.db, memory "
-                             "or redis://host:port/db")
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:"):].lstrip("/")).name:
-            raise ValueError(f"response store url '{url}': name the file, e.g. sqlite:///var/lib/tandem/responses.db")
-        if url.startswith("sqlite:///") and self.path:
-            raise ValueError(f"response store: url '{url}' names the file already; leave path empty "
-                             "(or use url: sqlite with path)")
-        for name in ("retention_s", "max_record_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"response store {name} is {value!r}: use a whole number of at least 1 "
-                                 f"(default {getattr(StoreSettings, name)})")
-
-    def sqlite_path(self) -> Path:
-        if self.url.startswith("sqlite:///"):
-            # sqlite:///abs/path.db -> /abs/path.db (three slashes: the path is absolute)
-            return Path("/" + self.url[len("sqlite:///"):].lstrip("/"))
-        if self.path:
-            return Path(self.path).expanduser()
-        base = os.environ.get("TANDEM_DATA_DIR") or Path.home() / ".local" / "share" / "tandem"
-        return Path(base).expanduser() / "responses.db"
 
 
 class ResponseStore(Protocol):
@@ -266,7 +230,7 @@ class RedisStore(_Base):
         # redis-py retries up to 10 times with backoff by default (timeouts included); one
         # immediate retry on a broken connection covers a pooled one the server closed while
         # idle, and a timeout is not retried: a wedged Redis costs one REDIS_TIMEOUT_S
-        self._redis = redis.from_url(settings.url, socket_timeout=REDIS_TIMEOUT_S,
+        self._redis = redis.from_url(settings.store, socket_timeout=REDIS_TIMEOUT_S,
                                      socket_connect_timeout=REDIS_TIMEOUT_S,
                                      retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
         self._delete = self._redis.register_script(_DELETE_OWNED)
@@ -304,8 +268,8 @@ class RedisStore(_Base):
 
 
 def open_store(settings: StoreSettings) -> ResponseStore:
-    if settings.url == "memory":
+    if settings.store == "memory":
         return MemoryStore(settings)
-    if settings.url == "sqlite" or settings.url.startswith("sqlite:///"):
+    if settings.store == "sqlite" or settings.store.startswith("sqlite:///"):
         return SqliteStore(settings)
     return RedisStore(settings)

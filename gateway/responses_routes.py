@@ -17,7 +17,7 @@ from gateway.access import bearer_token
 from gateway.errors import APIError, invalid, validated
 from gateway.key_limits import fingerprint
 from gateway.openapi import json_body
-from gateway.response_store import ResponseStore, StoreError, StoreSettings, open_store
+from gateway.response_store import ResponseStore, StoreError, open_store
 from gateway.responses import (MAX_CHAIN, ResponseTurn, chat_body, chat_messages, history, input_items,
                                stored_size)
 from gateway.responses_stream import ResponsesPresenter
@@ -34,9 +34,7 @@ class ResponseStores:
 
     def get(self, settings: ResponseStoreSettings) -> ResponseStore:
         if settings not in self._open:
-            self._open[settings] = open_store(StoreSettings(url=settings.store, path=settings.path,
-                                                            retention_s=settings.retention_s,
-                                                            max_record_bytes=settings.max_record_bytes))
+            self._open[settings] = open_store(settings)
         return self._open[settings]
 
     async def aclose(self) -> None:

@@ -9,9 +9,10 @@ the single source of truth for the strict validator (and are checked against
 
 from __future__ import annotations
 
+import os
 import re
-
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from router.types import TASKS, Classification
@@ -261,9 +262,11 @@ class RouterSettings:
 
 @dataclass(frozen=True)
 class ResponseStoreSettings:
-    """Where the Responses API keeps responses (``store: true``, ``previous_response_id``)."""
+    """Where the Responses API keeps responses (``store: true``, ``previous_response_id``);
+    the policy's ``server.responses`` and what ``gateway.response_store.open_store`` takes."""
 
-    #: ``sqlite`` (a file: ``path``), ``memory`` (this process only) or ``redis://host:port/db``
+    #: ``sqlite`` (a file: ``path``), ``sqlite:///abs/path.db``, ``memory`` (this process
+    #: only) or ``redis://host:port/db``
     store: str = "sqlite"
     #: the SQLite file; empty: ``responses.db`` in ``$TANDEM_DATA_DIR`` (default ~/.local/share/tandem)
     path: str = ""
@@ -271,6 +274,32 @@ class ResponseStoreSettings:
     max_record_bytes: int = 4 * 1024 * 1024
     #: the most stored history (items of earlier turns) one request may carry
     max_history_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        store = self.store
+        if store not in ("sqlite", "memory") and not store.startswith(("sqlite:///", "redis://", "rediss://",
+                                                                        "unix://")):
+            raise ValueError(f"response store '{store}': use sqlite, sqlite:///absolute/path.db, memory "
+                             "or redis://host:port/db")
+        if store.startswith("sqlite:///") and not store[len("sqlite:///"):].strip("/"):
+            raise ValueError(f"response store '{store}': name the file, e.g. sqlite:///var/lib/tandem/responses.db")
+        if store.startswith("sqlite:///") and self.path:
+            raise ValueError(f"response store '{store}' names the file already; leave path empty "
+                             "(or use store: sqlite with path)")
+        for name in ("retention_s", "max_record_bytes", "max_history_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"response store {name} is {value!r}: use a whole number of at least 1 "
+                                 f"(default {getattr(ResponseStoreSettings, name)})")
+
+    def sqlite_path(self) -> Path:
+        if self.store.startswith("sqlite:///"):
+            # sqlite:///abs/path.db -> /abs/path.db (three slashes: the path is absolute)
+            return Path("/" + self.store[len("sqlite:///"):].lstrip("/"))
+        if self.path:
+            return Path(self.path).expanduser()
+        base = os.environ.get("TANDEM_DATA_DIR") or Path.home() / ".local" / "share" / "tandem"
+        return Path(base).expanduser() / "responses.db"
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,10 @@ def _store(r: Reader, loc: Located, path: str, kinds: tuple[str, ...]) -> str | 
     value = r.string(loc, path)
     if value is None:
         return None
-    if value in kinds or value.startswith(("redis://", "rediss://", "unix://")):
+    if value in kinds or value.startswith(("redis://", "rediss://", "unix://")) or (
+            "sqlite" in kinds and value.startswith("sqlite:///")):
         return value
-    shown = ", ".join((*kinds, "redis://host:port/db"))
+    shown = ", ".join((*kinds, *(("sqlite:///path.db",) if "sqlite" in kinds else ()), "redis://host:port/db"))
     r.error(loc.line, path, f"'{value}' is not a store; use one of {shown}")
     return None
 
@@ -73,7 +74,11 @@ def _read_responses(r: Reader, loc: Located) -> ResponseStoreSettings:
     for key in ("retention_s", "max_record_bytes", "max_history_bytes"):
         if key in fields:
             values[key] = r.integer(fields[key], f"server.responses.{key}", minimum=1)
-    return ResponseStoreSettings(**{k: v for k, v in values.items() if v is not None})
+    try:
+        return ResponseStoreSettings(**{k: v for k, v in values.items() if v is not None})
+    except ValueError as exc:  # what only the combination rules out (a sqlite:/// file and a path)
+        r.error(loc.line, "server.responses", str(exc))
+        return ResponseStoreSettings()
 
 
 def _read_key_limits(r: Reader, fields: dict[str, Located], path: str) -> KeyLimits:

@@ -125,3 +125,10 @@ def test_router_section_defaults_and_errors(tmp_path):
     text = str(info.value)
     assert "router: unknown key 'min_confidense' (did you mean 'min_confidence'?)" in text
     assert "router.fallback_task: 'talk' is not one of chat, structured, edit, code, tool_call" in text
+
+
+def test_store_file_named_twice_is_a_policy_error(tmp_path):
+    text = problems(tmp_path, '  responses: {store: "sqlite:///var/lib/tandem/r.db", path: /tmp/other.db}')
+    assert "server.responses: response store 'sqlite:///var/lib/tandem/r.db' names the file already" in text
+    assert load(tmp_path, '  responses: {store: "sqlite:///var/lib/tandem/r.db"}').server.responses.sqlite_path() \
+        .as_posix() == "/var/lib/tandem/r.db"

@@ -25,10 +25,10 @@ def record(rid: str, owner: str = "o", previous: str | None = None, text: str = 
 def settings_for(backend: str, request, tmp_path, **overrides) -> StoreSettings:
     if backend == "redis":
         server = request.getfixturevalue("redis_server")
-        return StoreSettings(url=server.url, **overrides)
+        return StoreSettings(store=server.url, **overrides)
     if backend == "sqlite":
-        return StoreSettings(url="sqlite", path=str(tmp_path / "responses.db"), **overrides)
-    return StoreSettings(url="memory", **overrides)
+        return StoreSettings(store="sqlite", path=str(tmp_path / "responses.db"), **overrides)
+    return StoreSettings(store="memory", **overrides)
 
 
 @pytest.fixture(params=["sqlite", "redis", "memory"])
@@ -133,7 +133,7 @@ def test_concurrent_puts_and_reads(backend, request, tmp_path):
 
 def test_sqlite_survives_reopening(tmp_path):
     async def go():
-        settings = StoreSettings(url=f"sqlite:///{tmp_path}/keep/responses.db")
+        settings = StoreSettings(store=f"sqlite:///{tmp_path}/keep/responses.db")
         first = open_store(settings)
         await first.put(record("resp_a", text="remember"))
         await first.put(record("resp_b", previous="resp_a"))
@@ -168,8 +168,8 @@ def test_two_redis_stores_share_records(redis_server):
     redis_server.flush()
 
     async def go():
-        replica_a = open_store(StoreSettings(url=redis_server.url))
-        replica_b = open_store(StoreSettings(url=redis_server.url))
+        replica_a = open_store(StoreSettings(store=redis_server.url))
+        replica_b = open_store(StoreSettings(store=redis_server.url))
         await replica_a.put(record("resp_1"))
         await replica_b.put(record("resp_2", previous="resp_1"))
         assert [r.id for r in await replica_a.chain("resp_2", "o")] == ["resp_1", "resp_2"]
@@ -191,7 +191,7 @@ def test_redis_down_is_a_quick_store_error(down, request):
     url = request.getfixturevalue("silent_server") if down == "silent" else f"redis://127.0.0.1:{free_port()}/0"
 
     async def go():
-        store = open_store(StoreSettings(url=url))
+        store = open_store(StoreSettings(store=url))
         start = time.monotonic()  # each call on its own connection, at once: about one timeout in all
         errors = await asyncio.gather(store.put(record("resp_x")), store.get("resp_x", "o"),
                                       store.delete("resp_x", "o"), store.chain("resp_x", "o"), return_exceptions=True)
@@ -207,9 +207,9 @@ def test_redis_down_is_a_quick_store_error(down, request):
 
 
 @pytest.mark.parametrize("kwargs, fix", [
-    ({"url": "postgres://db"}, "use sqlite, sqlite:///absolute/path.db, memory or redis://"),
-    ({"url": "sqlite:///"}, "name the file"),
-    ({"url": "sqlite:///tmp/a.db", "path": "/tmp/b.db"}, "leave path empty"),
+    ({"store": "postgres://db"}, "use sqlite, sqlite:///absolute/path.db, memory or redis://"),
+    ({"store": "sqlite:///"}, "name the file"),
+    ({"store": "sqlite:///tmp/a.db", "path": "/tmp/b.db"}, "leave path empty"),
     ({"retention_s": 0}, "at least 1"),
     ({"max_record_bytes": -5}, "at least 1"),
     ({"retention_s": "30d"}, "whole number"),
@@ -221,7 +221,7 @@ def test_settings_refuse_with_the_fix(kwargs, fix):
 
 def test_sqlite_files_are_private(tmp_path):
     async def go():
-        store = open_store(StoreSettings(url=f"sqlite:///{tmp_path}/private/responses.db"))
+        store = open_store(StoreSettings(store=f"sqlite:///{tmp_path}/private/responses.db"))
         await store.put(record("resp_p"))
         await store.aclose()
 
@@ -236,7 +236,7 @@ def test_memory_store_is_bounded(monkeypatch):
     monkeypatch.setattr(module, "MEMORY_MAX_RECORDS", 3)
 
     async def go():
-        store = open_store(StoreSettings(url="memory"))
+        store = open_store(StoreSettings(store="memory"))
         for i in range(5):
             await store.put(record(f"resp_{i}"))
         return [await store.get(f"resp_{i}", "o") is not None for i in range(5)]
