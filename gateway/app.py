@@ -6,6 +6,7 @@ decide → execute (with fallbacks) → OpenAI-shaped answer + ``x-tandem-*`` he
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import threading
@@ -154,9 +155,9 @@ class Gateway:
 
     async def route(self, request: Request) -> Routed:
         policy, body = await self.read_request(request)
-        return self.route_chat(request, policy, body)
+        return await self.route_chat(request, policy, body)
 
-    def route_chat(self, request: Request, policy: Policy, body: dict[str, Any]) -> Routed:
+    async def route_chat(self, request: Request, policy: Policy, body: dict[str, Any]) -> Routed:
         """Validate a chat-completions body (as sent, or translated from another endpoint)
         and decide where it goes."""
         parsed = validated(ChatCompletionRequest, body)
@@ -168,7 +169,12 @@ class Gateway:
         if alias is None:
             raise model_not_found(parsed.model, policy)
         start = time.perf_counter()
-        classification = self.classifier.classify(body, use_content=alias.classify)
+        if alias.classify:
+            # the content model's forward takes milliseconds: off the event loop, so other
+            # requests' bytes keep moving meanwhile
+            classification = await asyncio.to_thread(self.classifier.classify, body)
+        else:
+            classification = self.classifier.classify(body, use_content=False)
         metrics.CLASSIFY_LATENCY.observe(time.perf_counter() - start)
         decision = policy.decide(body, classification, request.headers)
         access_record(request.scope).update(alias=parsed.model if alias else None, task=decision.task,
@@ -226,7 +232,7 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
     async def completions(request: Request) -> Response:
         policy, body = await gateway.read_request(request)
         legacy = validated(CompletionRequest, body)
-        routed = gateway.route_chat(request, policy, legacy.as_chat())
+        routed = await gateway.route_chat(request, policy, legacy.as_chat())
         return await serve(request, routed, gateway, CompletionPresenter(legacy),
                            stream_whole=legacy.stream and not routed.decision.stream)
 

@@ -84,7 +84,7 @@ def add_response_routes(app: FastAPI, gateway, stores: ResponseStores) -> None:
                           param="input", code="input_too_large")
         earlier = history(chain, parsed.truncation, policy.server.responses.max_history_bytes)
         chat = chat_body(parsed, chat_messages(parsed.instructions, earlier, items))
-        routed = gateway.route_chat(request, policy, chat)
+        routed = await gateway.route_chat(request, policy, chat)
         turn = ResponseTurn(parsed, items, store, owner)
         return await serve(request, routed, gateway, ResponsesPresenter(turn))
 

@@ -76,6 +76,7 @@ class SentenceEmbedder:
         self._path = path
         self._max_tokens = max_tokens
         self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()
         self._model = None
         self._tokenizer = None
         self._dtype = None
@@ -136,6 +137,10 @@ class SentenceEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return an (n, 384) float32 array of unit-length embeddings."""
         self.load()
+        with self._encode_lock:  # requests classify in worker threads; one forward at a time
+            return self._encode(texts)
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
         tok = self._tokenizer
