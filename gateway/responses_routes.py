@@ -66,6 +66,18 @@ def add_response_routes(app: FastAPI, gateway, stores: ResponseStores) -> None:
     async def create_response(request: Request) -> Response:
         policy, body = await gateway.read_request(request)
         parsed = validated(ResponsesRequest, body)
+        # per-key limits before the store is read: a client over its limit costs no chain read
+        estimate = {"messages": [{"content": item.get("content")} for item in input_items(parsed)
+                                 if item["type"] == "message"], "max_tokens": parsed.max_output_tokens}
+        grant = await gateway.limiters.admit(request, policy.server, estimate)
+        try:
+            return await _create(request, policy, parsed, grant)
+        except BaseException:
+            if grant is not None:
+                grant.release(None)
+            raise
+
+    async def _create(request: Request, policy, parsed: ResponsesRequest, grant) -> Response:
         store, owner = stores.get(policy.server.responses), owner_of(request, policy)
         chain = []
         if parsed.previous_response_id is not None:
@@ -86,7 +98,7 @@ def add_response_routes(app: FastAPI, gateway, stores: ResponseStores) -> None:
         chat = chat_body(parsed, chat_messages(parsed.instructions, earlier, items))
         routed = await gateway.route_chat(request, policy, chat)
         turn = ResponseTurn(parsed, items, store, owner)
-        return await serve(request, routed, gateway, ResponsesPresenter(turn))
+        return await serve(request, routed, gateway, ResponsesPresenter(turn), admitted=grant)
 
     @app.get("/v1/responses/{response_id}")
     async def retrieve_response(response_id: str, request: Request) -> dict[str, Any]:

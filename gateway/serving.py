@@ -23,7 +23,7 @@ from gateway.admission import InFlight, SlotStreamingResponse
 from gateway.backends.base import BackendError
 from gateway.errors import APIError
 from gateway.executor import Executor, FallbacksExhausted
-from gateway.key_limits import KeyLimiters
+from gateway.key_limits import Grant, KeyLimiters
 from gateway.streaming import sse_stream
 from router.decision import Decision
 from router.policy import Policy
@@ -69,11 +69,12 @@ class ChatPresenter:
 
 
 async def serve(request: Request, routed: Routed, services: Services, presenter: Presenter, *,
-                stream_whole: bool = False) -> Response:
+                stream_whole: bool = False, admitted: Grant | None = None) -> Response:
     """``stream_whole``: the client asked for a stream of a request generated unstreamed;
-    the finished answer goes out as events (``presenter.whole_as_events``)."""
+    the finished answer goes out as events (``presenter.whole_as_events``). ``admitted``:
+    the per-key admission an endpoint took before its own work (this call owns it now)."""
     policy = routed.policy
-    grant = await services.limiters.admit(request, policy.server, routed.body)
+    grant = admitted if admitted is not None else await services.limiters.admit(request, policy.server, routed.body)
     try:
         response = await _serve(request, routed, services, presenter, stream_whole, grant)
     except BaseException:

@@ -224,3 +224,13 @@ def test_slow_second_request_on_a_kept_alive_connection_gets_a_408(edge):
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # the next request stalls mid-head
         received = read_until_closed(sock)
     assert received.startswith(b"HTTP/1.1 408")
+
+
+def test_responses_are_admitted_before_the_store_is_read(edge):
+    for _ in range(5):  # spend k-metered's 3 requests a minute, whatever ran before
+        if post(edge, "k-metered").status_code == 429:
+            break
+    response = httpx.post(edge.base + "/v1/responses", headers={"authorization": "Bearer k-metered"}, timeout=30,
+                          json={"model": "ok", "input": "hi", "previous_response_id": "resp_never_stored"})
+    assert response.status_code == 429  # not the 404 a chain read would give: over the limit, no store work
+    assert response.json()["error"]["code"] == "rate_limit_requests"
