@@ -31,6 +31,8 @@ RELEVANCE_COSINE = 0.2
 #: ("every attack requires a roll via roll_dice"), or called in an earlier turn (follow-ups)
 NAMED_IN_SYSTEM_COSINE = 0.03
 CALLED_BEFORE_COSINE = 0.1
+#: with a forced call, how far the closest tool must lead the next one to be chosen for the model
+FORCED_MARGIN = 0.1
 
 _STOPWORDS = frozenset(
     "a an the and or of to in on at for by with from is are was be been it its this that these those "
@@ -137,6 +139,19 @@ def relevant_tools(turn: str, functions: Sequence[Mapping[str, Any]], embedder: 
     return found
 
 
+def closest_tool(turn: str, functions: Sequence[Mapping[str, Any]], embedder: Any) -> list[tuple[str, str]]:
+    """When a call is forced and no tool clears the relevance bar: the tool closest to the
+    turn, if it leads the runner-up by ``FORCED_MARGIN`` (else none: the model picks)."""
+    if embedder is None or len(functions) < 2 or not turn.strip():
+        return []
+    vectors = embedder.encode([turn] + [tool_text(f) for f in functions])
+    ranked = sorted(((float(vectors[0] @ v), str(f["name"])) for f, v in zip(functions, vectors[1:])), reverse=True)
+    (best, name), (second, _) = ranked[0], ranked[1]
+    if best - second < FORCED_MARGIN:
+        return []
+    return [(name, f"the closest tool to the last user turn (cos={best:.2f}, next {second:.2f})")]
+
+
 def decide_tool_use(request: Mapping[str, Any], embedder: Any = None) -> ToolUse | None:
     """The decision for a validated chat request; None without tools or with tool_choice none."""
     functions = _functions(request)
@@ -148,9 +163,15 @@ def decide_tool_use(request: Mapping[str, Any], embedder: Any = None) -> ToolUse
     if isinstance(choice, Mapping):
         named = str((choice.get("function") or {}).get("name"))
         return ToolUse("call", (named,), f"tool_choice names {named}", forced=True, max_calls=1)
-    if choice == "required":
-        return ToolUse("call", names, "tool_choice=required", forced=True, max_calls=max_calls)
     messages = [m for m in request.get("messages") or [] if isinstance(m, Mapping)]
+    if choice == "required":
+        # a call is forced; with several tools, the ones the turn asks for (all when none matches)
+        turn = _last_user_text(messages)
+        relevant = (relevant_tools(turn, functions, embedder) or closest_tool(turn, functions, embedder)
+                    if len(functions) > 1 else [])
+        chosen = tuple(name for name, _ in relevant) or names
+        why = f"; {chosen[0]}: {relevant[0][1]}" if relevant else ""
+        return ToolUse("call", chosen, f"tool_choice=required{why}", forced=True, max_calls=max_calls)
     calls, ends_with_result = _calls_since_last_user(messages)
     if len(set(calls)) < len(calls):
         return ToolUse("answer", (), "the same tool call was already made with the same arguments")

@@ -56,6 +56,30 @@ def test_streamed_tool_call_arrives_as_delta_tool_calls(embedded_gateway, model)
     assert "city" in json.loads(arguments)
 
 
+def _tool(name: str, argument: str, description: str | None = None) -> dict:
+    function = {"name": name, "parameters": {"type": "object", "properties": {argument: {"type": "string"}},
+                                             "required": [argument]}}
+    return {"type": "function", "function": {**function, **({"description": description} if description else {})}}
+
+
+@pytest.mark.parametrize("model", ["auto", "ar"])
+@pytest.mark.parametrize("tools,turn,expected", [
+    ([_tool("open_file", "path")], "show me the readme", "open_file"),
+    ([WEATHER_TOOL, _tool("lookup_word", "word", "Look up the definition of a word")], "Define serendipity",
+     "lookup_word")])
+def test_arguments_never_echo_the_tool_name(embedded_gateway, model, tools, turn, expected):
+    """A 135M model fills ``path`` with ``open_file`` when left to itself (the name sits right
+    there in the tool list): on every route the call schema rules it out; and with two tools
+    and a forced call, the one the turn asks for is called."""
+    completion = sdk(embedded_gateway).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": turn}], tools=tools,
+        tool_choice="required", max_tokens=32, temperature=0)
+    call = completion.choices[0].message.tool_calls[0]
+    assert call.function.name == expected
+    value = next(iter(json.loads(call.function.arguments).values()))
+    assert not value.lower().startswith(tuple(t["function"]["name"] for t in tools))
+
+
 def test_pydantic_tool_with_enum_and_nested_model(embedded_gateway):
     completion = sdk(embedded_gateway).chat.completions.parse(
         model="auto", messages=[{"role": "user", "content": "Forecast for Paris, France in celsius."}],
@@ -78,6 +102,35 @@ def test_parse_and_stream_structured_output(embedded_gateway):
         final = stream.get_final_completion()
     assert isinstance(final.choices[0].message.parsed, Person)
     assert prefixes and final.choices[0].message.content.startswith(prefixes[0])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_call_cut_by_max_tokens_is_a_cut_call(embedded_gateway, stream):
+    """As OpenAI: the tool call so far (arguments not yet JSON) with finish "length", never the
+    gateway's internal call document as text."""
+    request = dict(model="ar", messages=[{"role": "user", "content": "Find a recipe for bread"}],
+                   tools=[WEATHER_TOOL, {"type": "function", "function": {"name": "search", "parameters": {
+                       "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}],
+                   tool_choice={"type": "function", "function": {"name": "search"}}, max_tokens=12, temperature=0)
+    client = sdk(embedded_gateway)
+    if stream:
+        name, arguments, finish, content = None, "", None, ""
+        for chunk in client.chat.completions.create(**request, stream=True):
+            for choice in chunk.choices:
+                for call in choice.delta.tool_calls or []:
+                    name = call.function.name or name
+                    arguments += call.function.arguments or ""
+                content += choice.delta.content or ""
+                finish = choice.finish_reason or finish
+    else:
+        choice = client.chat.completions.create(**request).choices[0]
+        call = choice.message.tool_calls[0]
+        name, arguments, finish, content = call.function.name, call.function.arguments, choice.finish_reason, \
+            choice.message.content or ""
+    assert finish == "length" and name == "search" and not content
+    assert arguments.startswith("{") and '"name"' not in arguments
+    with pytest.raises(ValueError):
+        json.loads(arguments)
 
 
 def test_length_inside_a_document_is_finish_length(embedded_gateway):

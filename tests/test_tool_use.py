@@ -113,3 +113,42 @@ def test_objects_are_closed_for_generation_but_not_inside_all_of():
     assert schema["additionalProperties"] is False
     assert schema["properties"]["a"]["additionalProperties"] is False
     assert "additionalProperties" not in schema["allOf"][0]
+
+
+LOOKUP = {"name": "lookup_word", "parameters": {"type": "object", "properties": {
+    "word": {"type": "string"}, "lang": {"type": "string", "enum": ["en", "lookup_word"]},
+    "code": {"type": "string", "pattern": "^[a-z_]+$"}}, "required": ["word"]}}
+
+
+@pytest.mark.parametrize("value,grounded", [
+    ("serendipity", True), ("", True), ("lookup", True), ("looking glass", True), ("l", True),
+    ("lookup_word", False), ("Lookup_Word", False), ("lookup_word serendipity", False),
+    ("get_weather", False), ("get", True), ("get weather", True)])
+def test_free_text_arguments_never_start_with_a_tool_name(value, grounded):
+    schema = call_schema([LOOKUP, WEATHER["function"]])
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid({"name": "lookup_word", "arguments": {"word": value}}) is grounded
+    assert validator.is_valid({"name": "get_weather", "arguments": {"city": value}}) is grounded
+
+
+def test_grounding_leaves_values_the_schema_decides():
+    """An enum that lists the name, or a pattern of the schema's own, keeps it possible."""
+    validator = jsonschema.Draft202012Validator(call_schema([LOOKUP]))
+    assert validator.is_valid({"name": "lookup_word", "arguments": {"word": "x", "lang": "lookup_word",
+                                                                     "code": "lookup_word"}})
+
+
+def test_the_grounding_pattern_compiles_for_the_grammar_engine():
+    from llguidance import LLMatcher
+
+    grammar = LLMatcher.grammar_from_json_schema(call_schema([LOOKUP, WEATHER["function"]]))
+    assert LLMatcher.validate_grammar(grammar) == ""  # the empty string: no error
+
+
+def test_required_narrows_to_the_tools_the_turn_asks_for():
+    decision = decide_tool_use({"messages": [user("What's the weather in Rome?")], "tools": [WEATHER, BOOK],
+                                "tool_choice": "required"})
+    assert decision.tools == ("get_weather",) and decision.forced
+    assert "weather" in decision.reason
+    unrelated = decide_tool_use({"messages": [user("Hi")], "tools": [WEATHER, BOOK], "tool_choice": "required"})
+    assert unrelated.tools == ("get_weather", "book_flight")

@@ -13,7 +13,8 @@ from typing import Any, AsyncIterator
 import orjson
 
 from gateway.backends.base import Backend, BackendError
-from gateway.backends.tool_calls import call_schema, completion_as_chunks, functions, tool_call, with_tool_prompt
+from gateway.backends.tool_calls import (call_schema, completion_as_chunks, cut_tool_call, functions, tool_call,
+                                        with_tool_prompt)
 from gateway.backends.upstream import is_client_status
 from gateway.wire import forwarded_fields
 from router.policy import BackendSpec
@@ -80,9 +81,15 @@ class LiteLLMBackend(Backend):
                                       "json_schema": {"name": "tool_call", "schema": call_schema(tools)}}
         completion = await self.complete(request)
         choice = completion["choices"][0]
+        text = choice["message"].get("content") or ""
         if choice.get("finish_reason") == "length":
-            return completion  # the call was cut: the partial document as content, as OpenAI does
-        call = tool_call(orjson.loads(choice["message"]["content"]))
+            # cut mid-call: the call so far with finish "length", as OpenAI does (clients see
+            # the truncation and do not run it), never our call document as text
+            call = cut_tool_call(text)
+            choice["message"] = {"role": "assistant", "content": None if call else "",
+                                 **({"tool_calls": [call.model_dump()]} if call else {})}
+            return completion
+        call = tool_call(orjson.loads(text))
         choice["message"] = {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]}
         choice["finish_reason"] = "tool_calls"
         return completion

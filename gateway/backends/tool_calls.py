@@ -10,12 +10,17 @@ the embedded models (providers choose for themselves and get the request unchang
   models work. With no ``additionalProperties`` given, objects are closed for generation
   (declared properties only, as a function signature means); the document still satisfies
   the schema as given.
+- Arguments are grounded: a free-text string argument never starts with a tool's own name
+  (a small model copies ``lookup_word`` from the tool list into ``word``); the name stays
+  possible where the schema lists it (``enum``/``const``) or constrains the string itself
+  (``pattern``/``format``), where the schema, not the model, decides.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 from typing import Any, Mapping
 
@@ -59,13 +64,16 @@ def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     hoisted to the root (prefixed by the tool's name when there are several) and its
     ``$ref``s pointed there, so they resolve as they did inside ``parameters``."""
     branches, defs = [], {}
+    names = [tool["name"] for tool in tools]
     for tool in tools:
         parameters = copy.deepcopy(tool.get("parameters") or {"type": "object", "properties": {}})
         prefix = f"{tool['name']}." if len(tools) > 1 else ""
         own = {name: sub for key in _DEF_KEYS for name, sub in (parameters.pop(key, None) or {}).items()}
         _retarget_refs(parameters, prefix)
+        ground_strings(parameters, names)
         for name, sub in own.items():
             _retarget_refs(sub, prefix)
+            ground_strings(sub, names)
             defs[prefix + name] = sub
         branches.append({
             "type": "object",
@@ -77,6 +85,55 @@ def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     if defs:
         schema = {**schema, "$defs": defs}
     return close_objects(schema)
+
+
+def ground_strings(schema: Any, names: list[str]) -> Any:
+    """``schema`` (changed in place) where each free-text string (``type: string`` with no
+    ``enum``, ``const``, ``pattern`` or ``format``) may not start with one of ``names``
+    (case-insensitive): a ``pattern`` for the complement, which the grammar enforces token
+    by token and the validator checks; the empty string stays allowed, so the slot is
+    always satisfiable."""
+    pattern = _not_starting_with(names)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if (node.get("type") == "string"
+                    and not any(k in node for k in ("enum", "const", "pattern", "format"))):
+                node["pattern"] = pattern
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    if names:
+        walk(schema)
+    return schema
+
+
+def _not_starting_with(names: list[str]) -> str:
+    """An anchored regex of the strings that start with none of ``names`` (ignoring case),
+    written without lookarounds (the grammar engine has none): a trie of the names whose
+    every node allows the end of the string, any other next character, or a child that is
+    not itself the end of a name."""
+    trie: dict[Any, Any] = {}
+    for name in names:
+        node = trie
+        for char in name.lower():
+            node = node.setdefault(char, {})
+        node[None] = {}
+
+    def chars(node_chars: Any, negate: bool) -> str:
+        body = "".join(re.escape(c) + (re.escape(c.upper()) if c.upper() != c else "") for c in node_chars)
+        return f"[{'^' if negate else ''}{body}]"
+
+    def alternatives(node: dict[Any, Any]) -> str:
+        children = sorted(c for c in node if c is not None)
+        alts = ["", chars(children, True) + r"[\s\S]*"]
+        alts += [chars(c, False) + f"(?:{alternatives(node[c])})" for c in children if None not in node[c]]
+        return "|".join(alts)
+
+    return f"^(?:{alternatives(trie)})$"
 
 
 def _retarget_refs(node: Any, prefix: str) -> None:
@@ -119,7 +176,8 @@ def close_objects(schema: Any) -> Any:
 
 def tool_prompt(tools: list[dict[str, Any]]) -> str:
     """The tools in words, for a system turn: what a small model needs to pick and fill one."""
-    lines = ["You can call these tools. Answer with one call, filling its arguments from the conversation:"]
+    lines = ["You can call these tools. Answer with one call. Fill its arguments with the words the user "
+             "wrote (a name, a place, a phrase to search for), never with a tool's name:"]
     for tool in tools:
         properties = (tool.get("parameters") or {}).get("properties") or {}
         arguments = ", ".join(properties) or "no arguments"
@@ -140,6 +198,21 @@ def tool_call(value: Mapping[str, Any]) -> ToolCall:
     """The wire tool call for a generated ``{"name", "arguments"}`` document."""
     return ToolCall(id="call_" + uuid.uuid4().hex[:24],
                     function=FunctionCall(name=value["name"], arguments=json.dumps(value["arguments"])))
+
+
+#: the head of a generated call document (compact JSON: the grammar fixes the separators)
+_CALL_HEAD = re.compile(r'\{"name": ("(?:[^"\\]|\\.)*"), "arguments": ', re.DOTALL)
+
+
+def cut_tool_call(text: str) -> ToolCall | None:
+    """The call in a document that ``max_tokens`` cut: its name and the arguments written so
+    far (not valid JSON), as OpenAI returns a call cut at ``finish_reason: "length"``; None
+    while the name itself is unfinished."""
+    head = _CALL_HEAD.match(text)
+    if head is None:
+        return None
+    return ToolCall(id="call_" + uuid.uuid4().hex[:24],
+                    function=FunctionCall(name=json.loads(head.group(1)), arguments=text[head.end():]))
 
 
 def completion_as_chunks(completion: dict[str, Any], body: Mapping[str, Any]) -> list[dict[str, Any]]:
