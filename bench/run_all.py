@@ -12,6 +12,7 @@ import time
 
 BENCHES: dict[str, list[str]] = {
     "route": ["-m", "bench.route_eval"],
+    "route-latency": ["-m", "bench.route_latency"],
     "overhead": ["-m", "bench.overhead"],
     "engine": ["-m", "bench.engine_vs_transformers"],
     "schemas": ["-m", "bench.schema_coverage", "--limit", "200"],

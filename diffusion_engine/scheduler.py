@@ -30,6 +30,7 @@ import torch
 
 from .engine import DiffusionEngine, GenerationParams, GenerationResult, GenerationRun
 from .template import CanvasTemplate
+from .threads import pin_threads
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class BatchScheduler:
     # ----------------------------------------------------------- worker side
     def _work(self) -> None:
         torch.set_grad_enabled(False)
+        pin_threads()  # the process's count, whatever another thread set (threads.py)
         while True:
             if not self._admit():
                 break

@@ -55,6 +55,7 @@ class Gateway:
         self._classifier = None
         self._classifier_ready = threading.Event()
         self.load_errors: dict[str, str] = {}
+        self._classify_pool: Any = None
 
     # --- lifecycle -------------------------------------------------------
 
@@ -64,14 +65,26 @@ class Gateway:
         if self.preload:
             threading.Thread(target=self._warmup, name="tandem-warmup", daemon=True).start()
 
+    def _router_executor(self) -> Any:
+        """The threads the router's content model runs on, with their own torch thread count
+        (``diffusion_engine.threads``); created on first use, so fixed routes never load torch."""
+        if self._classify_pool is None:
+            from diffusion_engine.threads import pinned_executor, router_threads
+
+            self._classify_pool = pinned_executor("tandem-router", router_threads(), workers=2)
+        return self._classify_pool
+
     def _warmup(self) -> None:
         """Load classifier and local models in the background; /healthz reports progress."""
         policy = self.holder.policy
         if any(alias.classify for alias in policy.models.values()):  # fixed routes need no model
             try:
-                self.classifier.warmup()
+                self._router_executor().submit(self.classifier.warmup).result()
             except Exception as exc:  # the classifier degrades to shape rules; say so
                 self.load_errors["classifier"] = str(exc)
+            from diffusion_engine.threads import pin_threads
+
+            pin_threads()  # the models load and warm with the process's count (threads.py)
         for spec in policy.backends.values():
             try:
                 self.registry.get(spec).warmup()
@@ -172,7 +185,8 @@ class Gateway:
         if alias.classify:
             # the content model's forward takes milliseconds: off the event loop, so other
             # requests' bytes keep moving meanwhile
-            classification = await asyncio.to_thread(self.classifier.classify, body)
+            classification = await asyncio.get_running_loop().run_in_executor(
+                self._router_executor(), self.classifier.classify, body)
         else:
             classification = self.classifier.classify(body, use_content=False)
         metrics.CLASSIFY_LATENCY.observe(time.perf_counter() - start)

@@ -119,11 +119,6 @@ class SentenceEmbedder:
             model.eval()
             self._dtype = _compute_dtype()
             model = model.to(self._dtype)
-            # torch's thread count is process-wide and the diffusion engine may share this
-            # process, so we only change it when the deployment asks (ROUTER_TORCH_THREADS).
-            threads = os.environ.get("ROUTER_TORCH_THREADS")
-            if threads:
-                torch.set_num_threads(max(1, int(threads)))
             self._tokenizer = tokenizer
             self._model = model
 

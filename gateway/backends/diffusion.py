@@ -14,10 +14,10 @@ import dataclasses
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, AsyncIterator
 
+from diffusion_engine.threads import pinned_executor
 from gateway import metrics
 from gateway.backends.base import Backend, BackendError
 from gateway.backends.diffusion_requests import DiffusionJob, plan
@@ -79,7 +79,7 @@ class DiffusionBackend(Backend):
         self._structured = None
         self._tokenizer = None
         # Structured requests run whole-canvas fills off the event loop, one at a time.
-        self._structured_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-structured")
+        self._structured_executor = pinned_executor("tandem-structured")
 
     # --- loading -------------------------------------------------------------
 

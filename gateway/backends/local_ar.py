@@ -11,12 +11,12 @@ import asyncio
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import torch
 
+from diffusion_engine.threads import pinned_executor
 from router.shape import content_text
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class LocalARModel:
         self._model = None
         self._tokenizer = None
         self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-ar")
+        self._executor = pinned_executor("tandem-ar")
         self.load_seconds: float | None = None
 
     @property
