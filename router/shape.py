@@ -48,7 +48,9 @@ def message_text(message: Mapping[str, Any]) -> str:
     return content_text(message.get("content"))
 
 
-def _tools(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def offered_tools(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The tools a request offers, as chat ``tools`` entries; legacy ``functions`` become
+    function tools. The one reader of the field for the router and the embedded backends."""
     tools = request.get("tools")
     if isinstance(tools, list) and tools:
         return [t for t in tools if isinstance(t, Mapping)]
@@ -58,10 +60,15 @@ def _tools(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return []
 
 
-def _tool_choice(request: Mapping[str, Any]) -> Any:
+def tool_choice_of(request: Mapping[str, Any]) -> Any:
+    """``tool_choice`` as sent, or the legacy ``function_call`` in its terms ("none", "auto",
+    or ``{"name": f}`` → ``{"type": "function", "function": {"name": f}}``); None when absent."""
     if "tool_choice" in request:
         return request.get("tool_choice")
-    return request.get("function_call")  # legacy: "none" | "auto" | {"name": ...}
+    legacy = request.get("function_call")
+    if isinstance(legacy, Mapping) and legacy.get("name"):
+        return {"type": "function", "function": {"name": str(legacy["name"])}}
+    return legacy
 
 
 def _named_choice(choice: Any) -> str | None:
@@ -103,8 +110,8 @@ def _prediction_text(request: Mapping[str, Any]) -> str | None:
 def shape_rules(request: Mapping[str, Any], tool_use: Any = None) -> ShapeVerdict:
     """Apply the field-based rules to a parsed chat-completion body. ``tool_use`` is
     ``router.tool_use.decide_tool_use``'s verdict for auto/absent tool_choice."""
-    tools = _tools(request)
-    choice = _tool_choice(request)
+    tools = offered_tools(request)
+    choice = tool_choice_of(request)
     reasons: list[str] = []
     if tools:
         named = _named_choice(choice)

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
-from router.shape import message_text
+from router.shape import message_text, offered_tools, tool_choice_of
 
 #: cosine similarity (MiniLM, unit vectors) above which a turn asks for what a tool does
 RELEVANCE_COSINE = 0.2
@@ -81,8 +81,7 @@ def tool_text(function: Mapping[str, Any]) -> str:
 
 
 def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    tools = request.get("tools") or []
-    return [t["function"] for t in tools if isinstance(t, Mapping) and isinstance(t.get("function"), Mapping)]
+    return [t["function"] for t in offered_tools(request) if isinstance(t.get("function"), Mapping)]
 
 
 def _calls_since_last_user(messages: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], bool]:
@@ -155,7 +154,7 @@ def closest_tool(turn: str, functions: Sequence[Mapping[str, Any]], embedder: An
 def decide_tool_use(request: Mapping[str, Any], embedder: Any = None) -> ToolUse | None:
     """The decision for a validated chat request; None without tools or with tool_choice none."""
     functions = _functions(request)
-    choice = request.get("tool_choice")
+    choice = tool_choice_of(request)
     if not functions or choice == "none":
         return None
     names = tuple(str(f["name"]) for f in functions)

@@ -152,3 +152,16 @@ def test_required_narrows_to_the_tools_the_turn_asks_for():
     assert "weather" in decision.reason
     unrelated = decide_tool_use({"messages": [user("Hi")], "tools": [WEATHER, BOOK], "tool_choice": "required"})
     assert unrelated.tools == ("get_weather", "book_flight")
+
+
+def test_legacy_function_calling_reads_as_tools():
+    """``functions`` + ``function_call`` mean what ``tools`` + ``tool_choice`` mean, for the
+    router's decision and for what the embedded backends generate."""
+    legacy = {"messages": [user("Hi")], "functions": [WEATHER["function"], BOOK["function"]],
+              "function_call": {"name": "book_flight"}}
+    decision = decide_tool_use(legacy)
+    assert decision.mode == "call" and decision.tools == ("book_flight",) and decision.forced
+    served = follow_tool_use(legacy, decision)
+    assert "functions" not in served and "function_call" not in served
+    assert [t["function"]["name"] for t in served["tools"]] == ["book_flight"]
+    assert decide_tool_use({**legacy, "function_call": "none"}) is None

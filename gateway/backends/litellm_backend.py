@@ -13,8 +13,8 @@ from typing import Any, AsyncIterator
 import orjson
 
 from gateway.backends.base import Backend, BackendError
-from gateway.backends.tool_calls import (call_schema, completion_as_chunks, cut_tool_call, functions, tool_call,
-                                        with_tool_prompt)
+from gateway.backends.tool_calls import (TOOL_FIELDS, call_schema, completion_as_chunks, cut_tool_call, functions,
+                                        tool_call, with_tool_prompt)
 from gateway.backends.upstream import is_client_status
 from gateway.wire import forwarded_fields
 from router.policy import BackendSpec
@@ -75,7 +75,7 @@ class LiteLLMBackend(Backend):
         """A tool call by the embedded AR model: its ``{"name", "arguments"}`` document is
         decoded under the tools' schema, then returned as ``tool_calls``."""
         tools = functions(body)
-        request = {k: v for k, v in body.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+        request = {k: v for k, v in body.items() if k not in TOOL_FIELDS}
         request["messages"] = with_tool_prompt(body["messages"], tools)
         request["response_format"] = {"type": "json_schema",
                                       "json_schema": {"name": "tool_call", "schema": call_schema(tools)}}

@@ -25,6 +25,10 @@ import uuid
 from typing import Any, Mapping
 
 from gateway.wire import FunctionCall, ToolCall
+from router.shape import offered_tools, tool_choice_of
+
+#: the fields that offer tools or choose among them (legacy function calling included)
+TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
 
 _DEF_KEYS = ("$defs", "definitions")
 #: keywords under which a schema holds sub-schemas (values are schemas or lists/maps of them)
@@ -37,21 +41,22 @@ _SUBSCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", 
 def follow_tool_use(body: dict[str, Any], tool_use: Any) -> dict[str, Any]:
     """``body`` as an embedded backend should serve it under the router's decision
     (no decision with tools means ``tool_choice: "none"``: text)."""
-    if not body.get("tools"):
+    tools = offered_tools(body)
+    if not tools:
         return body
-    request = {k: v for k, v in body.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+    request = {k: v for k, v in body.items() if k not in TOOL_FIELDS}
     if tool_use is None or tool_use.mode == "answer":
         return request
     allowed = set(tool_use.tools)
-    request["tools"] = [t for t in body["tools"] if t.get("function", {}).get("name") in allowed]
+    request["tools"] = [t for t in tools if t.get("function", {}).get("name") in allowed]
     request["tool_choice"] = "required"
     return request
 
 
 def functions(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The function tools a request offers, narrowed by a named ``tool_choice``."""
-    choice = body.get("tool_choice")
-    found = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
+    choice = tool_choice_of(body)
+    found = [t["function"] for t in offered_tools(body) if t.get("type") == "function"]
     if not found or choice == "none":
         return []
     if isinstance(choice, Mapping):
