@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from router.content import ContentModel, Turn, last_turn, looks_like_code, rules_only_task
+from router.content import (ContentModel, Turn, carries_text_to_rewrite, last_turn, looks_like_code,
+                            rules_only_task)
 from router.embedding import shared_embedder
 from router.shape import ShapeVerdict, shape_rules
 from router.tool_use import decide_tool_use
@@ -62,11 +63,19 @@ class TaskClassifier:
         probs, why_not = self._content_probabilities(turn)
         if probs is None:
             return self._features_only(shape, turn, stream, why_not or "content model unavailable")
+        reasons = list(shape.reasons)
         if shape.prediction_text is not None:  # empty prediction: content picks edit or code
             probs = {k: v for k, v in probs.items() if k in ("code", "edit")}
+        elif "edit" in probs and not carries_text_to_rewrite(turn):
+            if probs["edit"] >= sorted(probs.values())[-2]:  # it would have won or come second
+                reasons.append(f"no text to rewrite (no earlier answer, passage, quote or code): "
+                               f"not edit (head gave p={probs['edit']:.2f})")
+            # the others keep their own probabilities: ruling edit out says nothing about
+            # how sure the head is of the rest, and min_confidence must still see its doubt
+            probs = {k: v for k, v in probs.items() if k != "edit"}
         (task, p), *rest = sorted(probs.items(), key=lambda kv: -kv[1])
         runner_up = f", runner-up {rest[0][0]} (p={rest[0][1]:.2f})" if rest else ""
-        reasons = (*shape.reasons, f"content model: {task} (p={p:.2f}){runner_up}")
+        reasons = (*reasons, f"content model: {task} (p={p:.2f}){runner_up}")
         return Classification(task, stream, reasons, confidence=p)
 
     def warmup(self) -> None:

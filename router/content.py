@@ -158,6 +158,24 @@ def _pasted_passage(text: str) -> float:
     return 1.0 if quoted else 0.0
 
 
+QUOTED_TEXT = re.compile(r"[\"“«„「'‘](.{8,}?)[\"”»“」'’]", re.DOTALL)
+TEXT_AFTER_COLON = re.compile(r":\s*\S.{2,}", re.DOTALL)
+
+
+def carries_text_to_rewrite(turn: Turn) -> bool:
+    """Whether the conversation holds text an edit could rewrite: an earlier answer, code,
+    a pasted or quoted passage, a second line, or material after a colon ("Fix: me and him
+    goes"). An edit rewrites given text, so without any there is nothing to edit: "Say hello
+    in one short sentence." reads like "tighten this to one short sentence" to the embedding,
+    but it asks for new text. Every edit request in the corpus and the dev set carries some."""
+    text = clip(turn.text)
+    if turn.has_prior_assistant or FENCE.search(text) or _pasted_passage(text):
+        return True
+    if sum(1 for line in text.splitlines() if line.strip()) >= 2:
+        return True
+    return bool(QUOTED_TEXT.search(text) or TEXT_AFTER_COLON.search(text))
+
+
 def turn_features(turn: Turn) -> list[float]:
     """Material features (code, diff, passage, length) on the whole turn; wording
     features (format request, language named, verbs, question) on the instruction window
@@ -200,7 +218,7 @@ def rules_only_task(turn: Turn) -> tuple[str, str]:
         return "chat", "features: creative writing"
     if f["code_verb"] or (carries_code and not f["edit_verb"]) or (f["prior_code"] and f["prog_lang"]):
         return "code", "features: code request or code carried"
-    if f["edit_verb"]:
+    if f["edit_verb"] and carries_text_to_rewrite(turn):
         return "edit", "features: rewrite verb"
     if f["format_request"]:
         return "structured", "features: output format requested in text"

@@ -280,6 +280,33 @@ def test_short_turns_that_ask_for_code_or_edits_still_get_them(classifier, text,
     assert classifier.classify(req(text)).task == task
 
 
+#: asks for new text with a length or form ("in one short sentence") read like "tighten this
+#: to one short sentence" to the embedding; with nothing to rewrite they are not edits
+LENGTH_ASKS = ["Say hello in one short sentence.", "Describe the sea in three words.",
+               "Greet my team in one line.", "Wish me luck in two sentences.",
+               "Introduce yourself briefly, one sentence max.", "Say goodbye, but make it shorter than usual."]
+
+
+@pytest.mark.parametrize("text", LENGTH_ASKS)
+def test_length_asks_without_text_to_rewrite_are_never_edits(classifier, text):
+    verdict = classifier.classify(req(text))
+    assert verdict.task != "edit", verdict.reasons
+
+
+@pytest.mark.parametrize("text,carries", [
+    ("Say hello in one short sentence.", False), ("Translate good morning", False),
+    ("Rewrite more politely: Do it now.", True), ('Make "see you soon, ok" warmer', True),
+    ("Shorten this.\n\nThe meeting moved to Friday at noon in room 4.", True),
+])
+def test_text_to_rewrite_is_material_a_quote_or_lines(text, carries):
+    from router.content import carries_text_to_rewrite
+    assert carries_text_to_rewrite(last_turn(req(text))) is carries
+    follow_up = {"model": "auto", "messages": [{"role": "user", "content": "Write a toast."},
+                                               {"role": "assistant", "content": "To us!"},
+                                               {"role": "user", "content": "Make it shorter."}]}
+    assert carries_text_to_rewrite(last_turn(follow_up))  # the earlier answer is the text
+
+
 def test_acknowledgement_after_code_is_chat(classifier):
     body = {"model": "auto", "messages": [
         {"role": "user", "content": "Write a Python function that adds two numbers."},
