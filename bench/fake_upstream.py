@@ -13,7 +13,8 @@ without an answer; ``leak500`` / ``html500`` fail with an error text holding sec
 an HTML page; ``fail401`` / ``fail403`` reject Tandem's own upstream credential;
 ``echo`` answers with the request body it received, less the messages; ``transcript``
 with the messages, one ``role: content`` line each (tool calls appended); ``refuse``
-answers with a refusal (``refusal`` instead of ``content``).
+answers with a refusal (``refusal`` instead of ``content``). ``/v1/responses`` speaks the
+Responses API (see ``responses``).
 
 Run: ``python -m bench.fake_upstream --port 9100``.
 """
@@ -163,7 +164,67 @@ async def models(_: Request) -> Response:
     return JSONResponse({"object": "list", "data": [{"id": "ok", "object": "model", "created": 0, "owned_by": "fake"}]})
 
 
-app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
+def _response(model: str, output: list, status: str = "completed") -> dict:
+    return {"id": "resp_upstream", "object": "response", "created_at": int(time.time()), "status": status,
+            "error": None, "incomplete_details": None, "model": model, "output": output,
+            "usage": {"input_tokens": 7, "output_tokens": 11, "total_tokens": 18,
+                      "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 3}}}
+
+
+async def responses(request: Request) -> Response:
+    """The Responses API. Answers with a reasoning item, a ``web_search_call`` when a hosted
+    tool was offered, and a message whose text is JSON of what was received (every field but
+    ``input``, and each input item's type and text): what a pass-through forwarded."""
+    body = await request.json()
+    model = body.get("model", "")
+    if model in ("fail500", "bad400"):
+        status = 500 if model == "fail500" else 400
+        return JSONResponse({"error": {"message": f"fake {status}", "type": "server_error"}}, status_code=status)
+    if isinstance(body.get("input"), str):
+        body["input"] = [{"type": "message", "role": "user", "content": body["input"]}]
+    received = {"received": {k: v for k, v in body.items() if k != "input"},
+                "input": [[item.get("type", "message"), item.get("id"),
+                           item.get("content") if isinstance(item.get("content"), str)
+                           else " ".join(p.get("text", "") for p in item.get("content") or [] if isinstance(p, dict))]
+                          for item in body.get("input") or []]}
+    text = json.dumps(received)
+    output = [{"id": "rs_fake", "type": "reasoning", "summary": [{"type": "summary_text", "text": "thought"}]}]
+    if any(tool.get("type") != "function" for tool in body.get("tools") or []):
+        output.append({"id": "ws_fake", "type": "web_search_call", "status": "completed",
+                       "action": {"type": "search", "query": "fake"}})
+    message = {"id": "msg_fake", "type": "message", "status": "completed", "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    if not body.get("stream"):
+        return JSONResponse(_response(model, [*output, message]))
+
+    async def events():
+        sequence = iter(range(10_000))
+
+        def event(kind: str, **fields) -> bytes:
+            data = {"type": kind, "sequence_number": next(sequence), **fields}
+            return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+        yield event("response.created", response=_response(model, [], "in_progress"))
+        if model == "cut":
+            return
+        for index, item in enumerate(output):
+            yield event("response.output_item.added", output_index=index, item=item)
+            yield event("response.output_item.done", output_index=index, item=item)
+        index = len(output)
+        yield event("response.output_item.added", output_index=index, item={**message, "status": "in_progress",
+                                                                            "content": []})
+        half = len(text) // 2
+        for piece in (text[:half], text[half:]):
+            yield event("response.output_text.delta", item_id="msg_fake", output_index=index, content_index=0,
+                        delta=piece)
+        yield event("response.output_item.done", output_index=index, item=message)
+        yield event("response.completed", response=_response(model, [*output, message]))
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models),
+                        Route("/v1/responses", responses, methods=["POST"])])
 
 
 def main() -> None:

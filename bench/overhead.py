@@ -1,7 +1,8 @@
 """Gateway overhead: the same requests direct to a fake upstream, through Tandem, and
 through the LiteLLM proxy, in alternating rounds of one run; and the same prompt through
 Tandem's Responses API (``/v1/responses``, translated to chat; stored in SQLite, and with
-``store: false``), which measures what the translation and the store add.
+``store: false``), which measures what the translation and the store add; and the same
+Responses request to an upstream that speaks it, direct and passed through Tandem.
 
     python -m bench.overhead [--requests 200] [--rounds 3] [--no-litellm] [--no-responses]
 
@@ -33,7 +34,7 @@ MASTER_KEY = "sk-bench-master"
 BODY = {"model": "passthrough", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 RESPONSES_BODY = {"model": "passthrough", "input": "Say hello.", "max_output_tokens": 16}
 #: the last line of a stream: chat's [DONE], the Responses API's completed event
-STREAM_ENDS = ("data: [DONE]", 'data: {"type":"response.completed"')
+STREAM_ENDS = ("data: [DONE]", 'data: {"type":"response.completed"', 'data: {"type": "response.completed"')
 
 
 def ensure_proxy_venv() -> Path:
@@ -120,6 +121,10 @@ def main() -> None:
     if not args.no_responses:
         targets["responses"] = (tandem.base + "/v1/responses", "none", RESPONSES_BODY)
         targets["resp-nostore"] = (tandem.base + "/v1/responses", "none", {**RESPONSES_BODY, "store": False})
+        # an upstream that speaks the Responses API: straight to it, and passed through Tandem
+        targets["resp-direct"] = (up_base + "/responses", "none", {**RESPONSES_BODY, "model": "ok"})
+        targets["resp-pass"] = (tandem.base + "/v1/responses", "none",
+                                {**RESPONSES_BODY, "model": "passthrough-responses"})
     try:
         if not args.no_litellm:
             proxy = start_litellm_proxy(up_base)
@@ -149,6 +154,10 @@ def main() -> None:
             report[case][name] = {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "added_p50_ms": round(p50 - direct, 3),
                                   "n": len(values)}
             print(f"{case:<14}{name:<14}{p50:>9.2f}{p99:>9.2f}{p50 - direct:>11.2f}")
+        if "resp-pass" in per_target:
+            added = report[case]["resp-pass"]["p50_ms"] - report[case]["resp-direct"]["p50_ms"]
+            report[case]["passthrough_added_p50_ms"] = round(added, 3)
+            print(f"{'':<14}Responses pass-through adds {added:.2f} ms over its upstream direct")
         if "litellm" in per_target:
             tandem_added = report[case]["tandem"]["added_p50_ms"]
             litellm_added = report[case]["litellm"]["added_p50_ms"]

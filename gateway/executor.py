@@ -35,6 +35,16 @@ class Attempts:
         return ",".join(self.failed) if self.failed else "none"
 
 
+@dataclass(frozen=True)
+class Native:
+    """A request in its own API (the Responses API) for backends that speak it; the others
+    get the chat translation. ``required``: it uses what only those backends can serve
+    (hosted tools), so the others are left out of the chain."""
+
+    body: dict[str, Any]
+    required: bool = False
+
+
 class FallbacksExhausted(Exception):
     """Every backend of the chain failed: ``tried`` names each (``backend:reason``),
     ``error`` is the last one's."""
@@ -83,8 +93,10 @@ class Executor:
     def __init__(self, registry: BackendRegistry) -> None:
         self.registry = registry
 
-    def _attempts(self, policy: Policy, decision: Decision, body: dict[str, Any]):
+    def _attempts(self, policy: Policy, decision: Decision, body: dict[str, Any], native: Native | None):
         chain = _chain(policy, decision)
+        if native is not None and native.required:  # only Responses-speaking backends can serve it
+            chain = [link for link in chain if link[0].api == "responses"]
         for index, (spec, fallback) in enumerate(chain):
             params = decision.params if index == 0 else spec.params
             next_fallback = chain[index + 1][1] if index + 1 < len(chain) else None
@@ -92,14 +104,18 @@ class Executor:
             request = with_defaults(body, params)
             if backend.follows_tool_use:
                 request = follow_tool_use(request, decision.tool_use)
-            yield backend, request, next_fallback
+            passes_through = native is not None and backend.speaks_responses
+            yield backend, (native.body if passes_through else request), passes_through, next_fallback
 
-    async def complete(self, policy: Policy, decision: Decision, body: dict[str, Any]) -> tuple[dict[str, Any], Backend, Attempts]:
+    async def complete(self, policy: Policy, decision: Decision, body: dict[str, Any],
+                       native: Native | None = None) -> tuple[dict[str, Any], Backend, Attempts]:
+        """The answer: a chat completion, or (passed through) the upstream's ``response``."""
         attempts = Attempts()
-        for backend, request, next_fallback in self._attempts(policy, decision, body):
+        for backend, request, passes_through, next_fallback in self._attempts(policy, decision, body, native):
             try:
+                work = backend.respond(request) if passes_through else backend.complete(request)
                 # one deadline for the whole attempt, however the bytes arrive
-                result = await asyncio.wait_for(backend.complete(request), timeout=backend.spec.timeout_s)
+                result = await asyncio.wait_for(work, timeout=backend.spec.timeout_s)
                 return result, backend, attempts
             except asyncio.TimeoutError:
                 error = BackendError(f"{backend.name}: no answer within {backend.spec.timeout_s:g} s", timeout=True)
@@ -115,12 +131,13 @@ class Executor:
         raise AssertionError("the chain always ends in return or raise")
 
     async def open_stream(
-        self, policy: Policy, decision: Decision, body: dict[str, Any]
+        self, policy: Policy, decision: Decision, body: dict[str, Any], native: Native | None = None
     ) -> tuple[dict[str, Any] | None, AsyncIterator[dict[str, Any]], Backend, Attempts]:
-        """Start streaming; returns the first chunk so failures before it can still fall back."""
+        """Start streaming; returns the first chunk (or, passed through, the upstream's first
+        Responses event) so failures before it can still fall back."""
         attempts = Attempts()
-        for backend, request, next_fallback in self._attempts(policy, decision, body):
-            iterator = backend.stream(request).__aiter__()
+        for backend, request, passes_through, next_fallback in self._attempts(policy, decision, body, native):
+            iterator = (backend.respond_stream(request) if passes_through else backend.stream(request)).__aiter__()
             try:
                 first = await asyncio.wait_for(iterator.__anext__(), timeout=backend.spec.timeout_s)
                 return first, iterator, backend, attempts

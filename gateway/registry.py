@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def _key(spec: BackendSpec) -> tuple:
-    return (spec.name, spec.kind, spec.model, spec.api_base, spec.api_key, spec.timeout_s, spec.max_retries,
+    return (spec.name, spec.kind, spec.model, spec.api_base, spec.api_key, spec.api, spec.timeout_s, spec.max_retries,
             repr(sorted(spec.engine.items())))
 
 

@@ -108,9 +108,9 @@ def chat_body(request: ResponsesRequest, messages: list[dict[str, Any]]) -> dict
     body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": request.stream}
     if request.stream:
         body["stream_options"] = {"include_usage": True}  # response.completed carries usage
-    if request.tools:
+    if request.function_tools():
         body["tools"] = [{"type": "function", "function": tool.model_dump(exclude={"type"}, exclude_none=True)}
-                         for tool in request.tools]
+                         for tool in request.function_tools()]
     choice = request.tool_choice
     if isinstance(choice, FunctionChoice):
         body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
@@ -131,6 +131,36 @@ def chat_body(request: ResponsesRequest, messages: list[dict[str, Any]]) -> dict
         if value is not None:
             body[theirs] = value
     return body
+
+
+#: our own request fields, never sent upstream: the chain and the store are Tandem's
+_OWN_FIELDS = ("previous_response_id", "store", "input", "model", "stream")
+
+
+def passthrough_body(body: dict[str, Any], earlier: list[dict[str, Any]],
+                     current: list[dict[str, Any]]) -> dict[str, Any]:
+    """The request for an upstream that speaks the Responses API: every field the client
+    sent (hosted tools, ``reasoning``, ``include`` …) as sent, the whole conversation as
+    ``input`` (Tandem's store holds the chain, so the upstream stores nothing and is given
+    no ``previous_response_id`` it would not know)."""
+    forwarded = {key: value for key, value in body.items() if key not in _OWN_FIELDS}
+    forwarded["input"] = [item for item in (_forwardable(i) for i in [*earlier, *current]) if item is not None]
+    forwarded["store"] = False
+    return forwarded
+
+
+def _forwardable(item: dict[str, Any]) -> dict[str, Any] | None:
+    """An item as an upstream that stores nothing accepts it. Messages and calls go without
+    our ids (an upstream looks an id up, and it never saw ours). An earlier turn's hosted-tool
+    and reasoning items exist only upstream and would be looked up too, so they are left out
+    (the answer they led to is in the message), except reasoning the client asked to carry
+    along (``include: ["reasoning.encrypted_content"]``)."""
+    kind = item.get("type")
+    if kind in _ID_PREFIX:
+        return {key: value for key, value in item.items() if key not in ("id", "status")}
+    if kind == "reasoning" and item.get("encrypted_content"):
+        return item
+    return None
 
 
 def output_items(message: dict[str, Any], status: str = "completed") -> list[dict[str, Any]]:
@@ -199,6 +229,17 @@ class ResponseTurn:
             "metadata": request.metadata or {}, "store": request.store, "user": request.user,
             "usage": response_usage(usage),
         }
+
+    def adopt(self, model: str, upstream: dict[str, Any]) -> dict[str, Any]:
+        """An upstream's ``response`` as this turn's: its output, status and usage as it
+        sent them, under our id, chain and store settings."""
+        status = upstream.get("status") or "completed"
+        response = self.response(model, status, list(upstream.get("output") or []), error=upstream.get("error"))
+        response["usage"] = upstream.get("usage")
+        for key in ("incomplete_details", "reasoning", "service_tier", "completed_at"):
+            if key in upstream:
+                response[key] = upstream[key]
+        return response
 
     async def save(self, response: dict[str, Any]) -> None:
         """Keep the finished response for ``previous_response_id`` and GET (``store``)."""

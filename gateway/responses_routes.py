@@ -2,7 +2,8 @@
 
 Create validates the request, reads the ``previous_response_id`` chain from the store,
 translates everything to one chat request (``gateway.responses``) and serves it the way
-chat is served (``gateway.serving``). Responses belong to the API key that made them: another
+chat is served (``gateway.serving``); a backend that speaks the Responses API itself
+(``api: responses``) gets the request as it came instead, with the chain as its input. Responses belong to the API key that made them: another
 key sees a 404, as for an id that never existed.
 """
 
@@ -18,8 +19,9 @@ from gateway.errors import APIError, invalid, validated
 from gateway.key_limits import fingerprint
 from gateway.openapi import json_body
 from gateway.response_store import ResponseStore, StoreError, open_store
+from gateway.executor import Native
 from gateway.responses import (MAX_CHAIN, ResponseTurn, chat_body, chat_messages, history, input_items,
-                               stored_size)
+                               passthrough_body, stored_size)
 from gateway.responses_stream import ResponsesPresenter
 from gateway.serving import serve
 from gateway.wire_responses import ResponsesRequest
@@ -71,13 +73,13 @@ def add_response_routes(app: FastAPI, gateway, stores: ResponseStores) -> None:
                                  if item["type"] == "message"], "max_tokens": parsed.max_output_tokens}
         grant = await gateway.limiters.admit(request, policy.server, estimate)
         try:
-            return await _create(request, policy, parsed, grant)
+            return await _create(request, policy, body, parsed, grant)
         except BaseException:
             if grant is not None:
                 grant.release(None)
             raise
 
-    async def _create(request: Request, policy, parsed: ResponsesRequest, grant) -> Response:
+    async def _create(request: Request, policy, body: dict[str, Any], parsed: ResponsesRequest, grant) -> Response:
         store, owner = stores.get(policy.server.responses), owner_of(request, policy)
         chain = []
         if parsed.previous_response_id is not None:
@@ -97,6 +99,15 @@ def add_response_routes(app: FastAPI, gateway, stores: ResponseStores) -> None:
         earlier = history(chain, parsed.truncation, policy.server.responses.max_history_bytes)
         chat = chat_body(parsed, chat_messages(parsed.instructions, earlier, items))
         routed = await gateway.route_chat(request, policy, chat)
+        hosted = parsed.hosted_tools()
+        if hosted and routed.decision.backend.api != "responses":
+            index, tool = hosted[0]
+            raise invalid(f"tools[{index}]: tool type '{tool.type}' is a provider's hosted tool; route "
+                          f"'{routed.decision.route}' serves this request on '{routed.decision.backend.name}', "
+                          "which does not speak the Responses API (a backend with api: responses passes it "
+                          "through). Send function tools only, or route to such a backend.", param=f"tools[{index}]",
+                          code="unsupported_tool_type")
+        routed.native = Native(passthrough_body(body, earlier, items), required=bool(hosted))
         turn = ResponseTurn(parsed, items, store, owner)
         return await serve(request, routed, gateway, ResponsesPresenter(turn), admitted=grant)
 

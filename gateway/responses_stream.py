@@ -24,6 +24,7 @@ from gateway.executor import close_quietly, unexpected
 from gateway.http_server import DRAIN
 from gateway.streaming import ShuttingDown
 from gateway.responses import ResponseTurn, new_id, output_items
+from gateway.serving import token_usage
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ class ResponsesPresenter:
         self.turn = turn
 
     async def complete(self, result: dict[str, Any], backend: str) -> dict[str, Any]:
+        if result.get("object") == "response":  # passed through: the upstream answered in kind
+            response = self.turn.adopt(backend, result)
+            await self.turn.save(response)
+            return response
         choice = (result.get("choices") or [{}])[0]
         status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
         response = self.turn.response(backend, status, output_items(choice.get("message") or {}, status),
@@ -43,6 +48,8 @@ class ResponsesPresenter:
         return response
 
     def stream(self, first, rest, backend, task, on_done, fallbacks) -> AsyncIterator[bytes]:
+        if first is not None and "choices" not in first and str(first.get("type", "")).startswith("response."):
+            return passed_through_events(self.turn, first, rest, backend, on_done)
         return response_events(self.turn, first, rest, backend, on_done)
 
 
@@ -128,14 +135,39 @@ def _text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-async def response_events(turn: ResponseTurn, first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]],
-                          backend: str, on_done: Callable[[str, dict[str, Any] | None], None]) -> AsyncIterator[bytes]:
-    sequence = itertools.count()
+class _Events:
+    """Server-sent events with a rising ``sequence_number``."""
 
-    def event(kind: str, **fields: Any) -> bytes:
-        payload = {"type": kind, "sequence_number": next(sequence), **fields}
+    def __init__(self) -> None:
+        self._sequence = itertools.count()
+
+    def __call__(self, kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": next(self._sequence), **fields}
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
+
+def _failure(event: _Events, exc: Exception, turn: ResponseTurn, backend: str, output: list[dict[str, Any]],
+             usage: dict[str, Any] | None) -> tuple[str, list[bytes]]:
+    """How a stream that failed mid-way ends: its outcome and the ``error`` and
+    ``response.failed`` events (a backend failure, a store failure or a bug alike)."""
+    status = "error"
+    if isinstance(exc, ShuttingDown):
+        status, message, code = "drained", "The server is shutting down; retry this request.", "server_shutting_down"
+    elif isinstance(exc, APIError):
+        message, code = exc.message, exc.code or "server_error"
+    else:
+        error = exc if isinstance(exc, BackendError) else unexpected(backend, exc)
+        log.warning("response stream from %s failed mid-way (%s)", backend, error.reason)
+        message, code = f"The backend failed mid-stream: {error.message}", "stream_interrupted"
+    return status, [event("error", code=code, message=message, param=None),
+                    event("response.failed", response=turn.response(
+                        backend, "failed", output, usage, error={"code": "server_error", "message": message}))]
+
+
+async def response_events(turn: ResponseTurn, first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]],
+                          backend: str, on_done: Callable[[str, dict[str, Any] | None], None]) -> AsyncIterator[bytes]:
+    """Chat chunks as the Responses event sequence."""
+    event = _Events()
     output, usage, finish, status = _Output(), None, None, "cancelled"
     yield event("response.created", response=turn.response(backend, "in_progress", []))
     yield event("response.in_progress", response=turn.response(backend, "in_progress", []))
@@ -161,21 +193,46 @@ async def response_events(turn: ResponseTurn, first: dict[str, Any] | None, rest
         await turn.save(response)
         status = "ok"
         yield event(f"response.{final}", response=response)
-    except Exception as exc:  # a backend failure, a store failure or a bug: an event, never a hang
-        status = "error"
-        if isinstance(exc, ShuttingDown):
-            status, message, code = "drained", "The server is shutting down; retry this request.", "server_shutting_down"
-        elif isinstance(exc, APIError):
-            message, code = exc.message, exc.code or "server_error"
-        else:
-            error = exc if isinstance(exc, BackendError) else unexpected(backend, exc)
-            log.warning("response stream from %s failed mid-way (%s)", backend, error.reason)
-            message, code = f"The backend failed mid-stream: {error.message}", "stream_interrupted"
-        yield event("error", code=code, message=message, param=None)
-        yield event("response.failed", response=turn.response(
-            backend, "failed", output.items, usage, error={"code": "server_error", "message": message}))
+    except Exception as exc:
+        status, events = _failure(event, exc, turn, backend, output.items, usage)
+        for data in events:
+            yield data
     finally:
         on_done(status, usage)
+        await close_quietly(rest)
+
+
+async def passed_through_events(turn: ResponseTurn, first: dict[str, Any], rest: AsyncIterator[dict[str, Any]],
+                                backend: str, on_done: Callable[[str, dict[str, Any] | None], None]
+                                ) -> AsyncIterator[bytes]:
+    """An upstream's own Responses events, as it sent them but numbered by us, with every
+    ``response`` object made this turn's (``ResponseTurn.adopt``); the finished one is stored."""
+    event = _Events()
+    output: list[dict[str, Any]] = []
+    usage, status = None, "cancelled"
+    try:
+        async for upstream in _chunks(first, rest):
+            kind = upstream["type"]
+            fields = {key: value for key, value in upstream.items() if key not in ("type", "sequence_number")}
+            if kind == "response.output_item.done" and isinstance(fields.get("item"), dict):
+                output.append(fields["item"])
+            if isinstance(fields.get("response"), dict):
+                usage = fields["response"].get("usage") or usage
+                fields["response"] = turn.adopt(backend, fields["response"])
+                if kind in ("response.completed", "response.incomplete"):
+                    await turn.save(fields["response"])
+                    status = "ok"
+                elif kind == "response.failed":
+                    status = "error"
+            yield event(kind, **fields)
+            if DRAIN.expired() and status == "cancelled":
+                raise ShuttingDown
+    except Exception as exc:
+        status, events = _failure(event, exc, turn, backend, output, None)
+        for data in events:
+            yield data
+    finally:
+        on_done(status, token_usage(usage))
         await close_quietly(rest)
 
 

@@ -22,7 +22,7 @@ from gateway.access import access_record, request_id
 from gateway.admission import InFlight, SlotStreamingResponse
 from gateway.backends.base import BackendError
 from gateway.errors import APIError
-from gateway.executor import Executor, FallbacksExhausted
+from gateway.executor import Executor, FallbacksExhausted, Native
 from gateway.key_limits import Grant, KeyLimiters
 from gateway.streaming import sse_stream
 from router.decision import Decision
@@ -38,6 +38,8 @@ class Routed:
     body: dict[str, Any]
     policy: Policy
     decision: Decision
+    #: the request in its own API, for backends that speak it (Responses pass-through)
+    native: Native | None = None
 
 
 class Services(Protocol):
@@ -96,7 +98,7 @@ async def _serve(request: Request, routed: Routed, services: Services, presenter
         try:
             if decision.stream:
                 first, rest, backend, attempts = await unless_disconnected(
-                    request, executor.open_stream(policy, decision, routed.body))
+                    request, executor.open_stream(policy, decision, routed.body, routed.native))
                 record["fallbacks"] = attempts.header()
                 metrics.FIRST_CHUNK.labels(decision.route, backend.name, decision.task).observe(
                     time.perf_counter() - slot.start)
@@ -108,7 +110,7 @@ async def _serve(request: Request, routed: Routed, services: Services, presenter
                     headers={**routing_headers(decision, backend.name, attempts.header()),
                              "cache-control": "no-cache"})
             result, backend, attempts = await unless_disconnected(
-                request, executor.complete(policy, decision, routed.body))
+                request, executor.complete(policy, decision, routed.body, routed.native))
         except FallbacksExhausted as exhausted:
             record["fallbacks"] = ",".join(exhausted.tried)
             raise backend_api_error(exhausted.error, policy, request_id(request.scope), exhausted.tried) from None
@@ -119,12 +121,21 @@ async def _serve(request: Request, routed: Routed, services: Services, presenter
             return Response(status_code=499)
         record["fallbacks"] = attempts.header()
         body = await presenter.complete(result, backend.name)
-        slot.release("ok", backend.name, result.get("usage"))
+        slot.release("ok", backend.name, token_usage(result.get("usage")))
         headers = routing_headers(decision, backend.name, attempts.header())
         if stream_whole:
             return StreamingResponse(presenter.whole_as_events(body), media_type="text/event-stream",
                                      headers={**headers, "cache-control": "no-cache"})
         return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+
+def token_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Usage in chat terms, whichever API the backend answered in (a passed-through
+    Responses answer counts ``input_tokens`` / ``output_tokens``)."""
+    if not usage or "input_tokens" not in usage:
+        return usage
+    return {"prompt_tokens": usage.get("input_tokens", 0), "completion_tokens": usage.get("output_tokens", 0),
+            "total_tokens": usage.get("total_tokens", 0)}
 
 
 def routing_headers(decision: Decision, backend: str, fallbacks: str) -> dict[str, str]:

@@ -1,10 +1,12 @@
 """OpenAI Responses API request models: what ``POST /v1/responses`` accepts, validated once.
 
 Strict like the chat models (booleans are booleans). What Tandem cannot serve is refused
-with a 400 naming the field, not silently dropped: hosted tools (web search, file search,
-computer use...), images and files in the input, background mode, prompt templates and
-the Conversations API. Fields that change nothing here (``include``, ``truncation``,
-``reasoning`` for models that do not reason, cache hints) are accepted and ignored.
+with a 400 naming the field, not silently dropped: images and files in the input, background
+mode, prompt templates and the Conversations API. Hosted tools (web search, file search, …)
+are accepted here and served only where the route's backend speaks the Responses API
+(passed through); the chat translation refuses them with a 400 naming them. Fields that
+change nothing on the translated path (``include``, ``reasoning`` for models that do not
+reason, cache hints) are accepted, and passed through where the upstream speaks Responses.
 """
 
 from __future__ import annotations
@@ -91,11 +93,10 @@ class FunctionTool(FunctionDefinition):
 
 
 class HostedTool(_Open):
-    type: str
+    """A provider's own tool (web search, file search, …): served only by a backend that
+    speaks the Responses API (``api: responses``); the chat translation refuses it."""
 
-    @model_validator(mode="after")
-    def _refuse(self) -> "HostedTool":
-        raise ValueError(f"tool type '{self.type}' is not supported by this gateway; only 'function' tools are")
+    type: str
 
 
 Tool = Annotated[
@@ -166,12 +167,19 @@ class ResponsesRequest(_Open):
 
     @model_validator(mode="after")
     def _tool_choice_needs_tools(self) -> "ResponsesRequest":
-        names = {tool.name for tool in self.tools or []}
+        names = {tool.name for tool in self.function_tools()}
         if isinstance(self.tool_choice, FunctionChoice) and self.tool_choice.name not in names:
             raise ValueError(f"tool_choice names '{self.tool_choice.name}', which is not in 'tools'")
         if self.tool_choice == "required" and not names:
             raise ValueError("tool_choice 'required' needs 'tools'")
         return self
+
+    def function_tools(self) -> list[FunctionTool]:
+        return [tool for tool in self.tools or [] if isinstance(tool, FunctionTool)]
+
+    def hosted_tools(self) -> list[tuple[int, HostedTool]]:
+        """(index in ``tools``, tool) of every non-function tool."""
+        return [(i, tool) for i, tool in enumerate(self.tools or []) if isinstance(tool, HostedTool)]
 
     def items(self) -> list[MessageItem | FunctionCallItem | FunctionCallOutputItem]:
         if isinstance(self.input, str):

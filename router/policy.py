@@ -34,6 +34,9 @@ Format (version 1)
     ``api_base``    remote endpoint URL (not allowed on embedded models).
     ``api_key``     remote credential (not allowed on embedded models; masked in reprs).
                     An empty value (``${KEY:-}``) means "no key".
+    ``api``         ``chat`` (default) or ``responses``: the upstream also speaks the
+                    Responses API, so ``/v1/responses`` requests routed here go to it as they
+                    are (hosted tools, reasoning, ``include``) instead of through chat.
     ``timeout_s``   seconds per attempt, > 0 (default 60).
     ``max_retries`` retries of the same backend before fallbacks, 0-10 (default 0).
     ``params``      default sampling parameters: ``temperature`` (0-2), ``top_p`` (0-1),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from router.policy_schema import (
-    BACKEND_KEYS, BACKEND_KINDS, EMBEDDED_MODELS, ENGINE_KEYS, ENGINE_RULES, FALLBACK_CLASSES, FALLBACK_KEYS,
+    BACKEND_APIS, BACKEND_KEYS, BACKEND_KINDS, EMBEDDED_MODELS, ENGINE_KEYS, ENGINE_RULES, FALLBACK_CLASSES, FALLBACK_KEYS,
     MATCH_KEYS, MODEL_KEYS, PARAM_KEYS, ROUTE_KEYS, TOP_LEVEL_KEYS, BackendSpec,
     FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, RouterSettings, ServerSettings, VERIFIED_MODELS,
 )
@@ -113,6 +113,10 @@ def _read_backend(r: Reader, name: str, loc: Located, max_tokens_limit: int) -> 
         choices = diffusion + [prefix + "PATH" for prefix in CHECKPOINT_PREFIXES]
         r.error(model_line, f"{path}.model", f"diffusion backends run the local engine; use model: "
                                              f"{' or '.join(choices)}")
+    api = r.string(fields["api"], f"{path}.api", choices=BACKEND_APIS) if "api" in fields else "chat"
+    if api == "responses" and (model.startswith("embedded/") or kind != "ar"):
+        r.error(fields["api"].line, f"{path}.api", "api: responses is for remote AR backends whose upstream "
+                                                   "speaks the Responses API; remove it here")
     if "engine" in fields and kind != "diffusion":
         r.error(fields["engine"].line, f"{path}.engine", "engine settings apply to kind: diffusion only")
     optional_text = {}
@@ -131,7 +135,8 @@ def _read_backend(r: Reader, name: str, loc: Located, max_tokens_limit: int) -> 
                 f"rule 'verified' needs a model that can also verify as AR ({', '.join(VERIFIED_MODELS)}); "
                 f"'{model}' cannot: use threshold, low_confidence or entropy_bound")
     return BackendSpec(name=name, kind=kind, model=model, timeout_s=float(timeout or 60.0),
-                       max_retries=retries or 0, params=params, engine=engine, **optional_text)
+                       max_retries=retries or 0, params=params, engine=engine, api=api or "chat",
+                       **optional_text)
 
 
 def _read_fallbacks(r: Reader, loc: Located, path: str, route_backend: str | None,

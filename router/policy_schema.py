@@ -69,6 +69,9 @@ class BackendSpec:
     max_retries: int = 0
     params: dict = field(default_factory=dict)
     engine: dict = field(default_factory=dict)
+    #: ``responses``: the upstream speaks the Responses API, so /v1/responses requests
+    #: routed here are passed through (hosted tools, reasoning) instead of translated to chat
+    api: str = "chat"
 
     @property
     def embedded(self) -> bool:
@@ -79,7 +82,7 @@ class BackendSpec:
         return (
             f"BackendSpec(name={self.name!r}, kind={self.kind!r}, model={self.model!r}, "
             f"api_base={self.api_base!r}, api_key={_mask(self.api_key)}, timeout_s={self.timeout_s!r}, "
-            f"max_retries={self.max_retries!r}, params={self.params!r}, engine={self.engine!r})"
+            f"max_retries={self.max_retries!r}, params={self.params!r}, engine={self.engine!r}, api={self.api!r})"
         )
 
 
@@ -371,7 +374,9 @@ SERVER_KEYS = ("api_keys", "max_body_bytes", "max_concurrency", "max_tokens_limi
 RESPONSES_KEYS = ("store", "path", "retention_s", "max_record_bytes", "max_history_bytes")
 LIMITS_KEYS = ("store", "on_store_error", "default", "keys")
 KEY_LIMIT_KEYS = ("requests_per_minute", "tokens_per_minute", "concurrent")
-BACKEND_KEYS = ("kind", "model", "api_base", "api_key", "timeout_s", "max_retries", "params", "engine")
+BACKEND_KEYS = ("kind", "model", "api_base", "api_key", "api", "timeout_s", "max_retries", "params", "engine")
+#: the wire APIs a remote backend can speak; ``responses`` also takes /v1/responses as it is
+BACKEND_APIS = ("chat", "responses")
 MODEL_KEYS = ("description", "classify", "route", "backend")
 ROUTE_KEYS = ("name", "match", "backend", "fallbacks", "params")
 MATCH_KEYS = ("task", "stream", "model", "headers", "metadata", "prompt_chars_min", "prompt_chars_max")

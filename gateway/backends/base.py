@@ -73,6 +73,19 @@ class Backend(ABC):
     @abstractmethod
     def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
 
+    @property
+    def speaks_responses(self) -> bool:
+        """The upstream takes Responses API requests (``api: responses`` in the policy)."""
+        return self.spec.api == "responses"
+
+    async def respond(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A Responses API request as it is → the upstream's ``response`` object."""
+        raise BackendError(f"{self.name}: does not speak the Responses API", status=501)
+
+    def respond_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """A Responses API request as it is → the upstream's stream events."""
+        raise BackendError(f"{self.name}: does not speak the Responses API", status=501)
+
     async def aclose(self) -> None:
         """Release connections."""
 

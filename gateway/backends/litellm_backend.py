@@ -94,6 +94,34 @@ class LiteLLMBackend(Backend):
         choice["finish_reason"] = "tool_calls"
         return completion
 
+    def _responses_kwargs(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        kwargs = {**body, "model": self.spec.model, "stream": stream, "timeout": self.spec.timeout_s}
+        if self.spec.api_base:
+            kwargs["api_base"] = self.spec.api_base
+        if self.spec.api_key:
+            kwargs["api_key"] = self.spec.api_key
+        return kwargs
+
+    async def respond(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._litellm.aresponses(**self._responses_kwargs(body, False))
+        except Exception as exc:
+            raise _map_error(self.name, exc) from exc
+        return response.model_dump(mode="json", exclude_none=True)
+
+    async def respond_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            events = await self._litellm.aresponses(**self._responses_kwargs(body, True))
+            async for event in events:
+                data = event.model_dump(mode="json", exclude_none=True)  # event types are enums
+                yield data
+                if data.get("type") in _END_EVENTS:
+                    return
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise _map_error(self.name, exc) from exc
+
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         if self._own_text and body.get("tools"):
             # a call is sent once it is whole (its arguments validated against the schema)
@@ -108,6 +136,10 @@ class LiteLLMBackend(Backend):
             raise
         except Exception as exc:
             raise _map_error(self.name, exc, self._own_text) from exc
+
+
+#: the events that end a Responses stream
+_END_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 
 
 def _map_error(name: str, exc: Exception, own_text: bool = False) -> BackendError:

@@ -9,13 +9,15 @@ session and their chunks are parsed once and passed on as they arrive.
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 import aiohttp
 import orjson
 
 from gateway.backends.base import Backend, BackendError, upstream_model
-from gateway.backends.upstream import parse_chunk, parse_completion, status_error
+from gateway.backends.upstream import (RESPONSE_END_EVENTS, parse_chunk, parse_completion, parse_response,
+                                       parse_response_event, status_error)
 from gateway.wire import forwarded_fields
 from router.policy import BackendSpec
 
@@ -33,7 +35,8 @@ def is_direct(spec: BackendSpec) -> bool:
 class OpenAICompatBackend(Backend):
     def __init__(self, spec: BackendSpec) -> None:
         super().__init__(spec)
-        self._url = str(spec.api_base).rstrip("/") + "/chat/completions"
+        base = str(spec.api_base).rstrip("/")
+        self._url, self._responses_url = base + "/chat/completions", base + "/responses"
         self._headers = {"content-type": "application/json"}
         if spec.api_key:
             self._headers["authorization"] = f"Bearer {spec.api_key}"
@@ -57,13 +60,38 @@ class OpenAICompatBackend(Backend):
         return orjson.dumps({**forwarded_fields(body), "model": self._model, "stream": stream})
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._whole(self._url, self._payload(body, False), parse_completion)
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async with aclosing(self._events(self._url, self._payload(body, True))) as events:
+            async for data in events:
+                if data == b"[DONE]":
+                    return
+                yield parse_chunk(self.name, data)
+        raise BackendError(f"{self.name}: upstream closed the stream without [DONE]", connection=True)
+
+    async def respond(self, body: dict[str, Any]) -> dict[str, Any]:
+        payload = orjson.dumps({**body, "model": self._model, "stream": False})
+        return await self._whole(self._responses_url, payload, parse_response)
+
+    async def respond_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        payload = orjson.dumps({**body, "model": self._model, "stream": True})
+        async with aclosing(self._events(self._responses_url, payload)) as events:
+            async for data in events:
+                event = parse_response_event(self.name, data)
+                yield event
+                if event["type"] in RESPONSE_END_EVENTS:
+                    return
+        raise BackendError(f"{self.name}: upstream closed the stream before the response ended", connection=True)
+
+    async def _whole(self, url: str, payload: bytes, parse) -> dict[str, Any]:
         attempts = 1 + max(0, self.spec.max_retries)
         for attempt in range(attempts):
             try:
-                async with self._client().post(self._url, data=self._payload(body, False)) as response:
+                async with self._client().post(url, data=payload) as response:
                     content = await _read_capped(self.name, response)
                     if response.status < 400:
-                        return parse_completion(self.name, content)
+                        return parse(self.name, content)
                     error = status_error(self.name, response.status, content)
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
                 error = BackendError(f"{self.name}: upstream timed out", timeout=True)
@@ -73,19 +101,15 @@ class OpenAICompatBackend(Backend):
                 raise error
         raise AssertionError("unreachable")
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, url: str, payload: bytes) -> AsyncIterator[bytes]:
+        """The ``data:`` payloads of an SSE stream (chat chunks or Responses events)."""
         try:
-            async with self._client().post(self._url, data=self._payload(body, True)) as response:
+            async with self._client().post(url, data=payload) as response:
                 if response.status >= 400:
                     raise status_error(self.name, response.status, await response.read())
                 async for line in response.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        return
-                    yield parse_chunk(self.name, data)
-            raise BackendError(f"{self.name}: upstream closed the stream without [DONE]", connection=True)
+                    if line.startswith(b"data:"):
+                        yield line[5:].strip()
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise BackendError(f"{self.name}: upstream timed out", timeout=True) from exc
         except aiohttp.ClientError as exc:

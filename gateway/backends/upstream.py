@@ -23,15 +23,7 @@ _CLIENT_STATUSES = frozenset(range(400, 500)) - {401, 403, 408, 429}
 
 def parse_object(name: str, content: bytes, what: str) -> dict[str, Any]:
     """``content`` as a JSON object with a ``choices`` list, or a BackendError (502)."""
-    try:
-        value = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise BackendError(f"{name}: upstream sent a {what} that is not valid JSON", status=502) from None
-    if not isinstance(value, dict):
-        raise BackendError(f"{name}: upstream sent a {what} that is not a JSON object", status=502)
-    if "error" in value and "choices" not in value:
-        raise BackendError(f"{name}: upstream sent an error in a {what}", status=502,
-                           detail=_error_message(value))
+    value = _json_object(name, content, what)
     if not isinstance(value.get("choices", []), list):
         raise BackendError(f"{name}: upstream sent a {what} whose 'choices' is not a list", status=502)
     return value
@@ -46,6 +38,44 @@ def parse_completion(name: str, content: bytes) -> dict[str, Any]:
 
 def parse_chunk(name: str, data: bytes) -> dict[str, Any]:
     return parse_object(name, data, "stream chunk")
+
+
+#: the events that end a Responses stream (OpenAI sends no ``[DONE]`` after them)
+RESPONSE_END_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def parse_response(name: str, content: bytes) -> dict[str, Any]:
+    """A Responses API ``response`` object (``output`` a list), or a BackendError (502)."""
+    value = _json_object(name, content, "response")
+    if value.get("object") != "response" or not isinstance(value.get("output"), list):
+        raise BackendError(f"{name}: upstream sent a response that is not a Responses API 'response'",
+                           status=502)
+    return value
+
+
+def parse_response_event(name: str, data: bytes) -> dict[str, Any]:
+    """One Responses stream event: an object with a string ``type``."""
+    event = _json_object(name, data, "stream event")
+    if not isinstance(event.get("type"), str):
+        raise BackendError(f"{name}: upstream sent a stream event without a type", status=502)
+    if event["type"] == "error":
+        raise BackendError(f"{name}: upstream sent an error event", status=502, detail=_error_message(
+            {"error": event}))
+    return event
+
+
+def _json_object(name: str, content: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise BackendError(f"{name}: upstream sent a {what} that is not valid JSON", status=502) from None
+    if not isinstance(value, dict):
+        raise BackendError(f"{name}: upstream sent a {what} that is not a JSON object", status=502)
+    # a chat body never has "error"; a response always has it, null unless it failed
+    if "error" in value and "choices" not in value and (value["error"] is not None or "output" not in value):
+        raise BackendError(f"{name}: upstream sent an error in a {what}", status=502,
+                           detail=_error_message(value))
+    return value
 
 
 def status_error(name: str, status: int, content: bytes) -> BackendError:
