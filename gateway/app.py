@@ -37,6 +37,7 @@ from gateway.wire import ChatCompletionRequest, ModelCard, ModelList, dump
 from gateway.wire_responses import ResponsesRequest
 from router.policy import Policy
 from router.policy_watch import PolicyHolder
+from router.shape import uses_legacy_functions
 
 log = logging.getLogger("tandem.gateway")
 
@@ -240,7 +241,8 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
 
     @app.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
     async def chat_completions(request: Request) -> Response:
-        return await serve(request, await gateway.route(request), gateway, ChatPresenter())
+        routed = await gateway.route(request)
+        return await serve(request, routed, gateway, ChatPresenter(uses_legacy_functions(routed.body)))
 
     @app.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
     async def completions(request: Request) -> Response:

@@ -22,7 +22,7 @@ from gateway.access import access_record, request_id
 from gateway.admission import InFlight, SlotStreamingResponse
 from gateway.backends.base import BackendError
 from gateway.errors import APIError
-from gateway.executor import Executor, FallbacksExhausted, Native
+from gateway.executor import Executor, FallbacksExhausted, Native, close_quietly
 from gateway.key_limits import Grant, KeyLimiters
 from gateway.streaming import sse_stream
 from router.decision import Decision
@@ -60,14 +60,53 @@ class Presenter(Protocol):
 
 
 class ChatPresenter:
-    """Chat completions: the result as it is, chunks as OpenAI's SSE."""
+    """Chat completions: the result as it is, chunks as OpenAI's SSE. ``legacy_functions``:
+    the request offered ``functions``, so a call goes back as OpenAI answers those:
+    ``function_call`` (one call) and ``finish_reason: "function_call"``."""
+
+    def __init__(self, legacy_functions: bool = False) -> None:
+        self.legacy_functions = legacy_functions
 
     async def complete(self, result: dict[str, Any], backend: str) -> dict[str, Any]:
         result["model"] = backend
+        if self.legacy_functions:
+            for choice in result.get("choices") or []:
+                _as_function_call(choice, choice.get("message") or {})
         return result
 
     def stream(self, first, rest, backend, task, on_done, fallbacks) -> AsyncIterator[bytes]:
+        if self.legacy_functions:
+            first, rest = _legacy_chunk(first), _legacy_chunks(rest)
         return sse_stream(first, rest, backend, task, on_done=on_done, fallbacks=fallbacks)
+
+
+def _as_function_call(choice: dict[str, Any], message: dict[str, Any]) -> None:
+    """``tool_calls`` (a message's or a delta's) in the legacy ``function_call`` shape:
+    legacy function calling has one call per turn, so only the first is kept."""
+    calls = message.pop("tool_calls", None)
+    if calls:
+        first = [call for call in calls if call.get("index", 0) == calls[0].get("index", 0)]
+        function = first[0].get("function") or {}
+        message["function_call"] = {key: function[key] for key in ("name", "arguments") if key in function}
+    if choice.get("finish_reason") == "tool_calls":
+        choice["finish_reason"] = "function_call"
+
+
+def _legacy_chunk(chunk: dict[str, Any] | None) -> dict[str, Any] | None:
+    for choice in (chunk or {}).get("choices") or []:
+        delta = choice.get("delta") or {}
+        if any(call.get("index", 0) != 0 for call in delta.get("tool_calls") or []):
+            delta["tool_calls"] = [call for call in delta["tool_calls"] if call.get("index", 0) == 0]
+        _as_function_call(choice, delta)
+    return chunk
+
+
+async def _legacy_chunks(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for chunk in chunks:
+            yield _legacy_chunk(chunk)
+    finally:
+        await close_quietly(chunks)
 
 
 async def serve(request: Request, routed: Routed, services: Services, presenter: Presenter, *,

@@ -60,6 +60,14 @@ def offered_tools(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return []
 
 
+def uses_legacy_functions(request: Mapping[str, Any]) -> bool:
+    """The request offers legacy ``functions`` (no ``tools``): OpenAI answers it with
+    ``message.function_call`` and ``finish_reason: "function_call"``."""
+    tools = request.get("tools")
+    return not (isinstance(tools, list) and tools) and isinstance(request.get("functions"), list) \
+        and bool(request["functions"])
+
+
 def tool_choice_of(request: Mapping[str, Any]) -> Any:
     """``tool_choice`` as sent, or the legacy ``function_call`` in its terms ("none", "auto",
     or ``{"name": f}`` → ``{"type": "function", "function": {"name": f}}``); None when absent."""

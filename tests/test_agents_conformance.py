@@ -56,6 +56,30 @@ def test_streamed_tool_call_arrives_as_delta_tool_calls(embedded_gateway, model)
     assert "city" in json.loads(arguments)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_legacy_functions_get_a_legacy_function_call(embedded_gateway, stream):
+    """``functions`` in, ``message.function_call`` / ``delta.function_call`` and finish
+    ``function_call`` out, as OpenAI answers legacy function calling (no ``tool_calls``)."""
+    answer = sdk(embedded_gateway).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "What's the weather in Paris?"}],
+        functions=[WEATHER_TOOL["function"]], function_call={"name": "get_weather"}, stream=stream, max_tokens=32)
+    if stream:
+        name, arguments, finish = "", "", None
+        for chunk in answer:
+            for choice in chunk.choices:
+                assert choice.delta.tool_calls is None
+                call = choice.delta.function_call
+                name += (call.name or "") if call else ""
+                arguments += (call.arguments or "") if call else ""
+                finish = choice.finish_reason or finish
+    else:
+        message, finish = answer.choices[0].message, answer.choices[0].finish_reason
+        assert message.tool_calls is None
+        name, arguments = message.function_call.name, message.function_call.arguments
+    assert name == "get_weather" and finish == "function_call"
+    assert "city" in json.loads(arguments)
+
+
 def _tool(name: str, argument: str, description: str | None = None) -> dict:
     function = {"name": name, "parameters": {"type": "object", "properties": {argument: {"type": "string"}},
                                              "required": [argument]}}
