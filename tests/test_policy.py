@@ -144,9 +144,11 @@ def test_passthrough_policy(monkeypatch):
     monkeypatch.setenv("UPSTREAM_API_KEY", "sk-upstream")
     assert load_policy(PASSTHROUGH).backends[backend.name].api_key == "sk-upstream"
     monkeypatch.delenv("UPSTREAM_BASE")
+    lines = [i for i, line in enumerate(PASSTHROUGH.read_text().splitlines(), 1) if "api_base:" in line]
     assert problems_of(PASSTHROUGH) == [
-        f"{PASSTHROUGH}:{line_of(PASSTHROUGH, 'api_base:')}: backends.upstream.api_base: environment variable "
-        f"UPSTREAM_BASE is not set (set it, or write ${{UPSTREAM_BASE:-default}})"]
+        f"{PASSTHROUGH}:{line}: backends.{name}.api_base: environment variable "
+        f"UPSTREAM_BASE is not set (set it, or write ${{UPSTREAM_BASE:-default}})"
+        for line, name in zip(lines, ["upstream", "upstream-responses"])]
 
 
 # --- validation errors name FILE:LINE -------------------------------------------------------
