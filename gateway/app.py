@@ -37,7 +37,7 @@ from gateway.wire import ChatCompletionRequest, ModelCard, ModelList, dump
 from gateway.wire_responses import ResponsesRequest
 from router.policy import Policy
 from router.policy_watch import PolicyHolder
-from router.shape import uses_legacy_functions
+from router.plan import RequestPlan
 
 log = logging.getLogger("tandem.gateway")
 
@@ -182,19 +182,21 @@ class Gateway:
         alias = policy.alias(parsed.model)
         if alias is None:
             raise model_not_found(parsed.model, policy)
+        # read once: the classifier, the policy, the limits and every backend read this plan
+        plan = RequestPlan.of(body)
         start = time.perf_counter()
         if alias.classify:
             # the content model's forward takes milliseconds: off the event loop, so other
             # requests' bytes keep moving meanwhile
             classification = await asyncio.get_running_loop().run_in_executor(
-                self._router_executor(), self.classifier.classify, body)
+                self._router_executor(), self.classifier.classify, plan)
         else:
-            classification = self.classifier.classify(body, use_content=False)
+            classification = self.classifier.classify(plan, use_content=False)
         metrics.CLASSIFY_LATENCY.observe(time.perf_counter() - start)
-        decision = policy.decide(body, classification, request.headers)
+        decision = policy.decide(plan, classification, request.headers)
         access_record(request.scope).update(alias=parsed.model if alias else None, task=decision.task,
                                             route=decision.route)
-        return Routed(body, policy, decision)
+        return Routed(plan, policy, decision)
 
 
 def model_not_found(model: str, policy: Policy) -> APIError:
@@ -242,7 +244,8 @@ def create_app(policy_path: str, *, preload: bool = True, watch: bool = True) ->
     @app.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
     async def chat_completions(request: Request) -> Response:
         routed = await gateway.route(request)
-        return await serve(request, routed, gateway, ChatPresenter(uses_legacy_functions(routed.body)))
+        legacy = routed.plan.tools is not None and routed.plan.tools.legacy
+        return await serve(request, routed, gateway, ChatPresenter(legacy))
 
     @app.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
     async def completions(request: Request) -> Response:

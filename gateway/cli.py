@@ -91,8 +91,11 @@ def explain_one(policy, classifier, body: dict[str, Any]) -> dict[str, Any]:
     alias = policy.alias(body.get("model", "auto"))
     if alias is None:
         return {"error": f"unknown model {body.get('model')!r}; known: {sorted(policy.models)}"}
-    classification = classifier.classify(body, use_content=alias.classify)
-    return policy.decide(body, classification, {}).explain()
+    from router.plan import RequestPlan
+
+    plan = RequestPlan.of(body)
+    classification = classifier.classify(plan, use_content=alias.classify)
+    return policy.decide(plan, classification, {}).explain()
 
 
 @policy_app.command("check")

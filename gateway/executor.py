@@ -17,6 +17,7 @@ from gateway.backends.base import Backend, BackendError
 from gateway.backends.tool_calls import follow_tool_use
 from gateway.registry import BackendRegistry
 from router.decision import Decision
+from router.plan import RequestPlan
 from router.policy import BackendSpec, FallbackSpec, Policy
 
 log = logging.getLogger(__name__)
@@ -70,17 +71,6 @@ def _chain(policy: Policy, decision: Decision) -> list[tuple[BackendSpec, Fallba
     return chain
 
 
-def with_defaults(body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Policy params are defaults: anything the client set wins."""
-    if not params:
-        return body
-    merged = dict(body)
-    for key, value in params.items():
-        if merged.get(key) is None:
-            merged[key] = value
-    return merged
-
-
 def _may_fall_back(error: BackendError, fallback: FallbackSpec | None) -> bool:
     if fallback is None:
         return False
@@ -93,7 +83,7 @@ class Executor:
     def __init__(self, registry: BackendRegistry) -> None:
         self.registry = registry
 
-    def _attempts(self, policy: Policy, decision: Decision, body: dict[str, Any], native: Native | None):
+    def _attempts(self, policy: Policy, decision: Decision, plan: RequestPlan, native: Native | None):
         chain = _chain(policy, decision)
         if native is not None and native.required:  # only Responses-speaking backends can serve it
             chain = [link for link in chain if link[0].api == "responses"]
@@ -101,17 +91,17 @@ class Executor:
             params = decision.params if index == 0 else spec.params
             next_fallback = chain[index + 1][1] if index + 1 < len(chain) else None
             backend = self.registry.get(spec)
-            request = with_defaults(body, params)
+            request = plan.with_defaults(params)
             if backend.follows_tool_use:
                 request = follow_tool_use(request, decision.tool_use)
             passes_through = native is not None and backend.speaks_responses
             yield backend, (native.body if passes_through else request), passes_through, next_fallback
 
-    async def complete(self, policy: Policy, decision: Decision, body: dict[str, Any],
+    async def complete(self, policy: Policy, decision: Decision, plan: RequestPlan,
                        native: Native | None = None) -> tuple[dict[str, Any], Backend, Attempts]:
         """The answer: a chat completion, or (passed through) the upstream's ``response``."""
         attempts = Attempts()
-        for backend, request, passes_through, next_fallback in self._attempts(policy, decision, body, native):
+        for backend, request, passes_through, next_fallback in self._attempts(policy, decision, plan, native):
             try:
                 work = backend.respond(request) if passes_through else backend.complete(request)
                 # one deadline for the whole attempt, however the bytes arrive
@@ -131,12 +121,12 @@ class Executor:
         raise AssertionError("the chain always ends in return or raise")
 
     async def open_stream(
-        self, policy: Policy, decision: Decision, body: dict[str, Any], native: Native | None = None
+        self, policy: Policy, decision: Decision, plan: RequestPlan, native: Native | None = None
     ) -> tuple[dict[str, Any] | None, AsyncIterator[dict[str, Any]], Backend, Attempts]:
         """Start streaming; returns the first chunk (or, passed through, the upstream's first
         Responses event) so failures before it can still fall back."""
         attempts = Attempts()
-        for backend, request, passes_through, next_fallback in self._attempts(policy, decision, body, native):
+        for backend, request, passes_through, next_fallback in self._attempts(policy, decision, plan, native):
             iterator = (backend.respond_stream(request) if passes_through else backend.stream(request)).__aiter__()
             try:
                 first = await asyncio.wait_for(iterator.__anext__(), timeout=backend.spec.timeout_s)

@@ -19,6 +19,7 @@ from gateway.errors import APIError
 from gateway.limits import (
     KeyLimits as LimiterKeyLimits, LimitExceeded, LimitSettings, LimitStoreUnavailable, RateLimiter,
 )
+from router.plan import RequestPlan
 from router.policy_schema import LimitsSettings, ServerSettings
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,10 @@ def fingerprint(token: bytes | str) -> str:
     return hashlib.sha256(raw).hexdigest()[:32] if raw else ANONYMOUS
 
 
-def estimated_tokens(body: dict[str, Any]) -> int:
+def estimated_tokens(plan: RequestPlan) -> int:
     """What a request may cost before it runs: its prompt (about 4 characters a token)
     plus the completion it allows, as providers reserve it."""
-    prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [] if isinstance(m, dict))
-    allowed = body.get("max_completion_tokens") or body.get("max_tokens") or 256
-    return prompt // 4 + int(allowed)
+    return plan.text_chars // 4 + (plan.sampling.max_tokens or 256)
 
 
 class Grant:
@@ -81,7 +80,7 @@ class KeyLimiters:
                 per_key={fingerprint(key): convert(limits) for key, limits in settings.keys}))
         return self._open[settings]
 
-    async def admit(self, request: Request, server: ServerSettings, body: dict[str, Any]) -> Grant | None:
+    async def admit(self, request: Request, server: ServerSettings, plan: RequestPlan) -> Grant | None:
         settings = server.limits
         if not settings.enabled():
             return None
@@ -90,7 +89,7 @@ class KeyLimiters:
         # for all (else a client would get a fresh window per made-up token)
         caller = fingerprint(bearer_token(request)) if server.api_keys else ANONYMOUS
         try:
-            admission = await limiter.admit(caller, estimated_tokens(body))
+            admission = await limiter.admit(caller, estimated_tokens(plan))
         except LimitExceeded as exc:
             raise APIError(429, exc.message, code=f"rate_limit_{exc.which}", headers=dict(exc.headers)) from None
         except LimitStoreUnavailable:

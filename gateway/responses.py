@@ -20,7 +20,7 @@ import orjson
 from gateway.errors import APIError, invalid
 from gateway.response_store import RecordTooLarge, ResponseStore, StoreError, StoredResponse
 from gateway.wire_responses import FunctionChoice, ResponsesRequest
-from router.shape import content_text
+from router.plan import content_text
 
 log = logging.getLogger(__name__)
 

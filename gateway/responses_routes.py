@@ -25,6 +25,7 @@ from gateway.responses import (MAX_CHAIN, ResponseTurn, chat_body, chat_messages
 from gateway.responses_stream import ResponsesPresenter
 from gateway.serving import serve
 from gateway.wire_responses import ResponsesRequest
+from router.plan import RequestPlan
 from router.policy_schema import ResponseStoreSettings
 
 
@@ -71,7 +72,7 @@ def add_response_routes(app: FastAPI, gateway, stores: ResponseStores) -> None:
         # per-key limits before the store is read: a client over its limit costs no chain read
         estimate = {"messages": [{"content": item.get("content")} for item in input_items(parsed)
                                  if item["type"] == "message"], "max_tokens": parsed.max_output_tokens}
-        grant = await gateway.limiters.admit(request, policy.server, estimate)
+        grant = await gateway.limiters.admit(request, policy.server, RequestPlan.of(estimate))
         try:
             return await _create(request, policy, body, parsed, grant)
         except BaseException:

@@ -26,6 +26,7 @@ from gateway.executor import Executor, FallbacksExhausted, Native, close_quietly
 from gateway.key_limits import Grant, KeyLimiters
 from gateway.streaming import sse_stream
 from router.decision import Decision
+from router.plan import RequestPlan
 from router.policy import Policy
 
 OnDone = Callable[[str, dict[str, Any] | None], None]
@@ -33,9 +34,9 @@ OnDone = Callable[[str, dict[str, Any] | None], None]
 
 @dataclass
 class Routed:
-    """A request past validation and routing: the chat body every backend reads."""
+    """A request past validation and routing: its plan, which every backend reads."""
 
-    body: dict[str, Any]
+    plan: RequestPlan
     policy: Policy
     decision: Decision
     #: the request in its own API, for backends that speak it (Responses pass-through)
@@ -115,7 +116,7 @@ async def serve(request: Request, routed: Routed, services: Services, presenter:
     the finished answer goes out as events (``presenter.whole_as_events``). ``admitted``:
     the per-key admission an endpoint took before its own work (this call owns it now)."""
     policy = routed.policy
-    grant = admitted if admitted is not None else await services.limiters.admit(request, policy.server, routed.body)
+    grant = admitted if admitted is not None else await services.limiters.admit(request, policy.server, routed.plan)
     try:
         response = await _serve(request, routed, services, presenter, stream_whole, grant)
     except BaseException:
@@ -137,7 +138,7 @@ async def _serve(request: Request, routed: Routed, services: Services, presenter
         try:
             if decision.stream:
                 first, rest, backend, attempts = await unless_disconnected(
-                    request, executor.open_stream(policy, decision, routed.body, routed.native))
+                    request, executor.open_stream(policy, decision, routed.plan, routed.native))
                 record["fallbacks"] = attempts.header()
                 metrics.FIRST_CHUNK.labels(decision.route, backend.name, decision.task).observe(
                     time.perf_counter() - slot.start)
@@ -149,7 +150,7 @@ async def _serve(request: Request, routed: Routed, services: Services, presenter
                     headers={**routing_headers(decision, backend.name, attempts.header()),
                              "cache-control": "no-cache"})
             result, backend, attempts = await unless_disconnected(
-                request, executor.complete(policy, decision, routed.body, routed.native))
+                request, executor.complete(policy, decision, routed.plan, routed.native))
         except FallbacksExhausted as exhausted:
             record["fallbacks"] = ",".join(exhausted.tried)
             raise backend_api_error(exhausted.error, policy, request_id(request.scope), exhausted.tried) from None

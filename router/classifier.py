@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from router.content import (ContentModel, Turn, carries_text_to_rewrite, last_turn, looks_like_code,
                             rules_only_task)
 from router.embedding import shared_embedder
+from router.plan import RequestPlan
 from router.shape import ShapeVerdict, shape_rules
 from router.tool_use import decide_tool_use
 from router.types import Classification
@@ -33,33 +34,36 @@ class TaskClassifier:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ public API
-    def classify(self, request: Mapping[str, Any], *, use_content: bool = True) -> Classification:
-        stream = bool(request.get("stream", False))
+    def classify(self, request: RequestPlan | Mapping[str, Any], *, use_content: bool = True) -> Classification:
+        """The task of a request: its plan (the gateway's), or a body, planned here."""
         try:
-            tool_use = self._tool_use(request)
-            shape = shape_rules(request, tool_use)
+            plan = request if isinstance(request, RequestPlan) else RequestPlan.of(request)
+            stream = plan.stream
+            tool_use = self._tool_use(plan)
+            shape = shape_rules(plan, tool_use)
         except Exception as exc:  # malformed bodies must not break routing
             log.warning("shape rules failed: %s", exc)
+            stream = isinstance(request, Mapping) and request.get("stream") is True
             return Classification("chat", stream, (f"shape rules failed ({type(exc).__name__})",))
-        return dataclasses.replace(self._classify(request, shape, stream, use_content), tool_use=tool_use)
+        return dataclasses.replace(self._classify(plan, shape, stream, use_content), tool_use=tool_use)
 
-    def _tool_use(self, request: Mapping[str, Any]):
+    def _tool_use(self, plan: RequestPlan):
         # the sentence embedder sharpens tool relevance ("is it raining" ~ get_weather);
         # without it (failed to load) word overlap alone decides
         if self._content_error is None:
             try:
-                return decide_tool_use(request, shared_embedder())
+                return decide_tool_use(plan, shared_embedder())
             except Exception as exc:
                 log.warning("tool relevance without the embedder: %s", type(exc).__name__)
-        return decide_tool_use(request)
+        return decide_tool_use(plan)
 
-    def _classify(self, request: Mapping[str, Any], shape: ShapeVerdict, stream: bool,
+    def _classify(self, plan: RequestPlan, shape: ShapeVerdict, stream: bool,
                   use_content: bool) -> Classification:
         if not use_content or shape.task is not None or shape.prediction_text:
             # Shape decided. With Predicted Outputs the reply rewrites the predicted text,
             # so what that text is (code or prose) decides between code and edit.
             return self._shape_only(shape, stream)
-        turn = last_turn(request)
+        turn = last_turn(plan)
         probs, why_not = self._content_probabilities(turn)
         if probs is None:
             return self._features_only(shape, turn, stream, why_not or "content model unavailable")

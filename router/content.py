@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from router.embedding import SentenceEmbedder, shared_embedder
-from router.shape import message_text
+from router.plan import RequestPlan, message_text
 
 FENCE = re.compile(r"```")
 FENCED_BLOCK = re.compile(r"```[^\n`]*\n.*?(?:```|\Z)", re.DOTALL)
@@ -94,10 +94,10 @@ class Turn:
     prior_request: str = ""
 
 
-def last_turn(request: Mapping[str, Any]) -> Turn:
-    messages = [m for m in request.get("messages") or [] if isinstance(m, Mapping)]
-    if not messages and isinstance(request.get("prompt"), str):
-        return Turn(request["prompt"], "", False, "user")
+def last_turn(plan: RequestPlan) -> Turn:
+    messages = plan.messages
+    if not messages and isinstance(plan.body.get("prompt"), str):
+        return Turn(plan.body["prompt"], "", False, "user")
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     text = message_text(messages[last_user]) if last_user >= 0 else ""
     earlier = [m for m in messages[: max(last_user, 0)] if m.get("role") in ("user", "assistant")]

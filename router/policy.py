@@ -114,6 +114,7 @@ from router.policy_load import read_policy
 from router.policy_schema import (
     BackendSpec, FallbackSpec, ModelAlias, PolicyError, Route, RouteMatch, RouterSettings, ServerSettings,
 )
+from router.plan import RequestPlan
 from router.types import Classification
 
 __all__ = [
@@ -158,12 +159,13 @@ class Policy:
                     f"{task} (e.g. task: [chat, edit, code]) so streams keep the same contract")
         return found
 
-    def decide(self, request: Mapping, classification: Classification,
+    def decide(self, request: RequestPlan | Mapping, classification: Classification,
                headers: Mapping[str, str]) -> Decision:
-        """Pick the backend for ``request``: an alias pin if the ``model`` has one, else the
-        first route whose match holds. Raises LookupError only if nothing matches, which a
-        validated policy rules out for the five tasks."""
-        model = request.get("model")
+        """Pick the backend for ``request`` (its plan, or a body, planned here): an alias pin
+        if the ``model`` has one, else the first route whose match holds. Raises LookupError
+        only if nothing matches, which a validated policy rules out for the five tasks."""
+        plan = request if isinstance(request, RequestPlan) else RequestPlan.of(request)
+        model = plan.body.get("model")
         alias = self.alias(model)
         classification = self._confident(classification)
         # why the task (every rule that fired, the content model's top two), then the route
@@ -180,7 +182,7 @@ class Policy:
             route = self.route(alias.route)
             return self._decision(common, route, (*task_why, f"model alias '{alias.name}' pins route {route.name}"))
         for route in self.routes:
-            why = route.match.evaluate(request, classification, headers)
+            why = route.match.evaluate(plan, classification, headers)
             if why is not None:
                 return self._decision(common, route, (*task_why, *(f"route '{route.name}': {w}" for w in why)))
         raise LookupError(f"{self.path}: no route matches task {classification.task!r} "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from router.plan import RequestPlan
 from router.types import TASKS, Classification
 
 BACKEND_KINDS: tuple[str, ...] = ("ar", "diffusion")
@@ -117,27 +118,6 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def prompt_chars(request: Mapping) -> int:
-    """Characters of all message text in a chat request (plus a legacy ``prompt``)."""
-    total = 0
-    for message in request.get("messages") or ():
-        if not isinstance(message, Mapping):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            total += len(content)
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                    total += len(part["text"])
-    prompt = request.get("prompt")
-    if isinstance(prompt, str):
-        total += len(prompt)
-    elif isinstance(prompt, list):
-        total += sum(len(p) for p in prompt if isinstance(p, str))
-    return total
-
-
 @dataclass(frozen=True)
 class RouteMatch:
     """Conditions of one route; all given ones must hold. None / empty means "any"."""
@@ -163,9 +143,10 @@ class RouteMatch:
         return (self.model is None and not self.headers and not self.metadata
                 and self.prompt_chars_min is None and self.prompt_chars_max is None)
 
-    def evaluate(self, request: Mapping, classification: Classification,
+    def evaluate(self, plan: RequestPlan, classification: Classification,
                  headers: Mapping[str, str]) -> tuple[str, ...] | None:
         """Reasons the request matches, or None when some condition fails."""
+        request = plan.body
         reasons: list[str] = []
         if self.task is not None:
             if classification.task not in self.task:
@@ -194,7 +175,7 @@ class RouteMatch:
                     return None
                 reasons.append(f"metadata {key}={_scalar_text(metadata[key])!r}")
         if self.prompt_chars_min is not None or self.prompt_chars_max is not None:
-            size = prompt_chars(request)
+            size = plan.text_chars
             if self.prompt_chars_min is not None and size < self.prompt_chars_min:
                 return None
             if self.prompt_chars_max is not None and size > self.prompt_chars_max:

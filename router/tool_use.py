@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
-from router.shape import message_text, offered_tools, tool_choice_of
+from router.plan import RequestPlan, message_text
 
 #: cosine similarity (MiniLM, unit vectors) above which a turn asks for what a tool does
 RELEVANCE_COSINE = 0.2
@@ -78,10 +78,6 @@ def tool_text(function: Mapping[str, Any]) -> str:
     """What a tool does, in words: its name and description."""
     name = str(function.get("name") or "")
     return f"{name.replace('_', ' ')}. {function.get('description') or ''}".strip()
-
-
-def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [t["function"] for t in offered_tools(request) if isinstance(t.get("function"), Mapping)]
 
 
 def _calls_since_last_user(messages: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], bool]:
@@ -151,18 +147,19 @@ def closest_tool(turn: str, functions: Sequence[Mapping[str, Any]], embedder: An
     return [(name, f"the closest tool to the last user turn (cos={best:.2f}, next {second:.2f})")]
 
 
-def decide_tool_use(request: Mapping[str, Any], embedder: Any = None) -> ToolUse | None:
-    """The decision for a validated chat request; None without tools or with tool_choice none."""
-    functions = _functions(request)
-    choice = tool_choice_of(request)
-    if not functions or choice == "none":
+def decide_tool_use(plan: RequestPlan, embedder: Any = None) -> ToolUse | None:
+    """The decision for a request's plan; None without tools or with tool_choice none."""
+    if not plan.calls_tools:
         return None
+    offer = plan.tools
+    assert offer is not None
+    if offer.named is not None:
+        return ToolUse("call", (offer.named,), f"tool_choice names {offer.named}", forced=True, max_calls=1)
+    functions = offer.functions()
+    choice = offer.choice
     names = tuple(str(f["name"]) for f in functions)
-    max_calls = 1 if request.get("parallel_tool_calls") is False else None
-    if isinstance(choice, Mapping):
-        named = str((choice.get("function") or {}).get("name"))
-        return ToolUse("call", (named,), f"tool_choice names {named}", forced=True, max_calls=1)
-    messages = [m for m in request.get("messages") or [] if isinstance(m, Mapping)]
+    max_calls = None if offer.parallel else 1
+    messages = plan.messages
     if choice == "required":
         # a call is forced; with several tools, the ones the turn asks for (all when none matches)
         turn = _last_user_text(messages)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from router.content import (CONTENT_LABELS, DEFAULT_HEAD_PATH, FEATURE_NAMES, design_matrix,
                             instruction_window, last_turn, turn_features)
 from router.embedding import EMBED_DIM, SentenceEmbedder
+from router.plan import RequestPlan
 
 TRAIN_PATH = Path(__file__).resolve().parent / "data" / "train.jsonl"
 
@@ -182,7 +183,7 @@ def main() -> None:
     content = [r for r in rows if r["label"] in CONTENT_LABELS]
     embedder = SentenceEmbedder()
 
-    turns = [last_turn(r["request"]) for r in content]
+    turns = [last_turn(RequestPlan.of(r["request"])) for r in content]
     emb = cached_embeddings(embedder, [instruction_window(t.text) for t in turns])
     feats = np.asarray([turn_features(t) for t in turns], dtype=np.float32)
     mean, std = feats.mean(0), feats.std(0) + 1e-3

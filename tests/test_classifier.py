@@ -12,6 +12,7 @@ from bench.route_eval import ROOT, default_dev_path, evaluate
 from router.classifier import TaskClassifier, get_classifier
 from router.content import instruction_window, last_turn, rules_only_task
 from router.policy import load_policy
+from router.plan import RequestPlan
 from router.shape import shape_rules
 
 TOOL = {"type": "function", "function": {
@@ -120,7 +121,7 @@ def test_malformed_bodies_do_not_raise():
 
 
 def test_shape_rules_decide_nothing_for_a_plain_turn():
-    verdict = shape_rules(req("What is a mortgage?"))
+    verdict = shape_rules(RequestPlan.of(req("What is a mortgage?")))
     assert verdict.task is None and verdict.prediction_text is None
 
 
@@ -136,13 +137,13 @@ def test_last_turn_uses_the_last_user_message_and_earlier_context():
     r = {"messages": [{"role": "user", "content": "write a parser"},
                       {"role": "assistant", "content": "```python\ndef parse(s):\n    return s\n```"},
                       {"role": "user", "content": "now add tests"}]}
-    turn = last_turn(r)
+    turn = last_turn(RequestPlan.of(r))
     assert turn.text == "now add tests" and turn.has_prior_assistant and "def parse" in turn.prior
 
 
 def test_features_only_fallback_rules():
     def task(text):
-        return rules_only_task(last_turn(req(text)))[0]
+        return rules_only_task(last_turn(RequestPlan.of(req(text))))[0]
 
     assert task("Write a Go function that reverses a slice.") == "code"
     assert task('Proofread this:\n\n"Their going too the park tomorow and we was late."') == "edit"
@@ -300,11 +301,11 @@ def test_length_asks_without_text_to_rewrite_are_never_edits(classifier, text):
 ])
 def test_text_to_rewrite_is_material_a_quote_or_lines(text, carries):
     from router.content import carries_text_to_rewrite
-    assert carries_text_to_rewrite(last_turn(req(text))) is carries
+    assert carries_text_to_rewrite(last_turn(RequestPlan.of(req(text)))) is carries
     follow_up = {"model": "auto", "messages": [{"role": "user", "content": "Write a toast."},
                                                {"role": "assistant", "content": "To us!"},
                                                {"role": "user", "content": "Make it shorter."}]}
-    assert carries_text_to_rewrite(last_turn(follow_up))  # the earlier answer is the text
+    assert carries_text_to_rewrite(last_turn(RequestPlan.of(follow_up)))  # the earlier answer is the text
 
 
 def test_acknowledgement_after_code_is_chat(classifier):
@@ -329,7 +330,7 @@ def test_corpus_covers_short_turns_for_every_label():
     rows = build(150, seed=3)
     short = {label: 0 for label in ("chat", "edit", "code")}
     for row in rows:
-        text = last_turn(row["request"]).text
+        text = last_turn(RequestPlan.of(row["request"])).text
         if row["label"] in short and len(text) < 40:
             short[row["label"]] += 1
     assert short["chat"] >= 0.15 * 150  # greetings, thanks, one-liners
@@ -347,7 +348,7 @@ def test_short_eval_set_is_not_in_the_training_corpus():
         return re.sub(r"[\W_]+", " ", text.lower()).strip()
 
     corpus = [json.loads(line) for line in (ROOT / "router" / "data" / "train.jsonl").open()]
-    trained = {norm(last_turn(row["request"]).text) for row in corpus + build(1500, seed=11)}
+    trained = {norm(last_turn(RequestPlan.of(row["request"])).text) for row in corpus + build(1500, seed=11)}
     short = [json.loads(line) for line in (ROOT / "bench" / "data" / "route_short.jsonl").open()]
-    leaked = [row["id"] for row in short if norm(last_turn(row["request"]).text) in trained]
+    leaked = [row["id"] for row in short if norm(last_turn(RequestPlan.of(row["request"])).text) in trained]
     assert not leaked

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.backends.base import BackendError
 from gateway.backends.diffusion import DiffusionBackend
+from router.plan import RequestPlan
 from router.policy import BackendSpec
 
 SCHEMA = {
@@ -46,8 +47,8 @@ def backend():
     return tiny
 
 
-def body(**extra):
-    return {"model": "diffusion", "messages": [{"role": "user", "content": "hello"}], "seed": 7, **extra}
+def body(**extra) -> RequestPlan:
+    return RequestPlan.of({"model": "diffusion", "messages": [{"role": "user", "content": "hello"}], "seed": 7, **extra})
 
 
 def collect(backend, request):

@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from gateway.backends.diffusion import DiffusionBackend
+from router.plan import RequestPlan
 from router.policy import BackendSpec
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 8},
@@ -34,8 +35,8 @@ def backend():
     return tiny
 
 
-def body(**extra):
-    return {"model": "diffusion", "messages": [{"role": "user", "content": "hello"}], "seed": 7, **extra}
+def body(**extra) -> RequestPlan:
+    return RequestPlan.of({"model": "diffusion", "messages": [{"role": "user", "content": "hello"}], "seed": 7, **extra})
 
 
 def test_text_reports_drafts_kept_by_the_verifier(backend):

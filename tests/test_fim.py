@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from router.fim import has_markers, split_infill
+from router.plan import RequestPlan
 from router.shape import shape_rules
 
 PREFIX, SUFFIX = "def add(a, b):\n    ", "\n\nprint(add(1, 2))\n"
@@ -39,7 +40,7 @@ def test_text_without_sentinels_is_no_infill(text):
 
 def test_router_calls_any_convention_code():
     for text in (f"<PRE> {PREFIX} <SUF>{SUFFIX} <MID>", f"<｜fim▁begin｜>{PREFIX}<｜fim▁hole｜>{SUFFIX}<｜fim▁end｜>"):
-        verdict = shape_rules({"messages": [{"role": "user", "content": text}]})
+        verdict = shape_rules(RequestPlan.of({"messages": [{"role": "user", "content": text}]}))
         assert verdict.task == "code" and "fill-in-the-middle" in verdict.reasons[-1]
 
 

@@ -19,6 +19,7 @@ from router.decision import Decision
 from router.policy import (
     BackendSpec, FallbackSpec, Policy, PolicyError, ServerSettings, check_policy_file, load_policy,
 )
+from router.plan import RequestPlan
 from router.policy_watch import PolicyHolder
 from router.policy_yaml import load_located
 from router.types import TASKS, Classification
@@ -675,7 +676,7 @@ def _request_space():
                             if tenant is not None:
                                 request["metadata"] = {"tenant": tenant}
                             headers = {"X-Tier": tier} if tier is not None else {}
-                            space.append((request, Classification(task=task, stream=stream), headers))
+                            space.append((RequestPlan.of(request), Classification(task=task, stream=stream), headers))
     return space
 
 

@@ -8,13 +8,24 @@ import pytest
 from enum import Enum
 from pydantic import BaseModel
 
-from gateway.backends.tool_calls import call_schema, close_objects, follow_tool_use
-from router.tool_use import decide_tool_use
+from gateway.backends import tool_calls
+from gateway.backends.tool_calls import call_schema, close_objects
+from router import tool_use
+from router.plan import RequestPlan
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Get the current weather for a city",
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 BOOK = {"type": "function", "function": {"name": "book_flight", "description": "Book a flight offer",
                                          "parameters": {"type": "object", "properties": {"offer": {"type": "string"}}}}}
+
+
+def decide_tool_use(body: dict):
+    return tool_use.decide_tool_use(RequestPlan.of(body))
+
+
+def follow_tool_use(body: dict, decision) -> dict:
+    """The body an embedded backend is given under ``decision``."""
+    return dict(tool_calls.follow_tool_use(RequestPlan.of(body), decision).body)
 
 
 def user(text: str) -> dict:

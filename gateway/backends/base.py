@@ -1,7 +1,8 @@
 """The one interface every backend implements, and the error it raises.
 
-A backend takes an OpenAI chat request body (already validated, with the route's
-parameters applied) and returns an OpenAI ``chat.completion`` dict, or an async
+A backend takes a chat request's plan (``router.plan.RequestPlan``: validated, with the
+route's parameters applied; providers forward its ``body``, the embedded models read its
+fields) and returns an OpenAI ``chat.completion`` dict, or an async
 iterator of ``chat.completion.chunk`` dicts. The gateway sets the response ``model``
 and headers; backends only generate.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator
 
+from router.plan import RequestPlan
 from router.policy import BackendSpec
 
 
@@ -68,10 +70,10 @@ class Backend(ABC):
     follows_tool_use: bool = False
 
     @abstractmethod
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def complete(self, request: RequestPlan) -> dict[str, Any]: ...
 
     @abstractmethod
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+    def stream(self, request: RequestPlan) -> AsyncIterator[dict[str, Any]]: ...
 
     @property
     def speaks_responses(self) -> bool:

@@ -20,13 +20,14 @@ from typing import Any, AsyncIterator
 from diffusion_engine.threads import pinned_executor
 from gateway import metrics
 from gateway.backends.base import Backend, BackendError
-from gateway.backends.diffusion_requests import DiffusionJob, plan
+from gateway.backends.diffusion_requests import DiffusionJob, job_for
 from gateway.backends.local_ar import StopScanner
 from gateway.backends.tool_calls import completion_as_chunks, tool_call
 from gateway.wire import (
     ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, ResponseMessage, Usage,
     completion_id, dump, now,
 )
+from router.plan import RequestPlan
 from router.policy import BackendSpec
 
 log = logging.getLogger(__name__)
@@ -119,15 +120,15 @@ class DiffusionBackend(Backend):
 
     # --- request mapping ---------------------------------------------------------
 
-    def _params(self, body: dict[str, Any]):
+    def _params(self, request: RequestPlan):
         from diffusion_engine.engine import GenerationParams
 
-        limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+        sampling = request.sampling
         return GenerationParams(
-            max_tokens=int(limit),
-            temperature=float(body.get("temperature") or 0.0),
-            top_p=float(body.get("top_p") or 1.0),
-            seed=body.get("seed"),
+            max_tokens=sampling.max_tokens or DEFAULT_MAX_TOKENS,
+            temperature=sampling.temperature or 0.0,
+            top_p=sampling.top_p or 1.0,
+            seed=sampling.seed,
             **self.spec.engine,
         )
 
@@ -169,11 +170,11 @@ class DiffusionBackend(Backend):
 
     # --- structured (json schema, tool calls) -------------------------------------
 
-    async def _structured_result(self, job: DiffusionJob, body: dict[str, Any]):
+    async def _structured_result(self, job: DiffusionJob, request: RequestPlan):
         from diffusion_engine.structured import StructuredOutputError, UnsupportedSchemaError
 
         prompt = self._prompt_ids(job)
-        params = self._params(body)
+        params = self._params(request)
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(
@@ -192,15 +193,15 @@ class DiffusionBackend(Backend):
 
     # --- Backend API ---------------------------------------------------------------
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, request: RequestPlan) -> dict[str, Any]:
         await self._ensure_loaded()
-        job = plan(body)
+        job = job_for(request)
         if job.kind in ("json", "tool"):
-            prompt, result = await self._structured_result(job, body)
+            prompt, result = await self._structured_result(job, request)
             message, finish = self._message(job, result.value, result.text)
             return self._completion(message, finish, self._structured_usage(prompt, result))
         text, finish, prompt_len, tokens, stats = "", "stop", 0, 0, {}
-        async for piece, event in self._text_events(job, body):
+        async for piece, event in self._text_events(job, request):
             text += piece
             if isinstance(event, tuple):
                 finish, prompt_len, tokens, stats = event
@@ -252,18 +253,17 @@ class DiffusionBackend(Backend):
         template.tokens[: len(seeded)] = torch.tensor(seeded, dtype=torch.long)
         return template
 
-    async def _text_events(self, job: DiffusionJob, body: dict[str, Any], drafts: bool = False):
+    async def _text_events(self, job: DiffusionJob, request: RequestPlan, drafts: bool = False):
         """Yield ``(text delta, None)`` per finished block, ``("", {"draft": ...})`` per draft
         (when asked), then ``("", (finish, prompt, tokens, stats))``."""
         from diffusion_engine.scheduler import BlockEvent, DraftEvent, FinishEvent
 
         prompt = self._prompt_ids(job)
         suffix = self._tokenizer.encode(job.suffix, add_special_tokens=False) if job.kind == "infill" else None
-        stop = body.get("stop") or []
-        scanner = StopScanner(([stop] if isinstance(stop, str) else list(stop)) + list(job.stops))
+        scanner = StopScanner([*request.sampling.stop, *job.stops])
         tokens: list[int] = []
         stopped = False
-        params = self._params(body)
+        params = self._params(request)
         if params.rule == "verified" and job.kind == "infill":
             # drafts are verified left to right; a canvas followed by an infill suffix is
             # denoised with the default rule instead
@@ -294,28 +294,28 @@ class DiffusionBackend(Backend):
             await events.aclose()
         yield "", ("stop", len(prompt), len(tokens), {})
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: RequestPlan) -> AsyncIterator[dict[str, Any]]:
         await self._ensure_loaded()
-        job = plan(body)
+        job = job_for(request)
         ident, created = completion_id(), now()
 
         def chunk(delta: Delta, finish: str | None = None, usage: Usage | None = None, choices: bool = True) -> dict:
             return dump(ChatCompletionChunk(id=ident, created=created, model=self.name, usage=usage,
                                             choices=[ChunkChoice(delta=delta, finish_reason=finish)] if choices else []))
 
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = request.include_usage
         if job.kind in ("json", "tool"):
             # A structured document is sent once it validates: never a prefix that could turn invalid.
-            prompt, result = await self._structured_result(job, body)
+            prompt, result = await self._structured_result(job, request)
             message, finish = self._message(job, result.value, result.text)
             completion = self._completion(message, finish, self._structured_usage(prompt, result))
-            for part in completion_as_chunks({**completion, "id": ident, "created": created}, body):
+            for part in completion_as_chunks({**completion, "id": ident, "created": created}, request):
                 yield part
             return
         yield chunk(Delta(role="assistant", content=""))
         # Draft events (the block being denoised, not final) only for clients that ask.
-        drafts = bool(body.get("tandem_drafts"))
-        async for piece, final in self._text_events(job, body, drafts=drafts):
+        drafts = bool(request.body.get("tandem_drafts"))
+        async for piece, final in self._text_events(job, request, drafts=drafts):
             if piece:
                 yield chunk(Delta(content=piece))
             if isinstance(final, dict):

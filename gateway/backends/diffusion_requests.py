@@ -1,5 +1,5 @@
 """What a chat request asks of the diffusion engine: plain text, a JSON document for a
-schema, a tool call, or a fill-in-the-middle. Pure functions over the request body."""
+schema, a tool call, or a fill-in-the-middle. Pure functions over the request's plan."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import template_messages
-from gateway.backends.tool_calls import call_schema, functions, with_tool_prompt
-from router.fim import split_infill
-from router.shape import content_text
+from gateway.backends.tool_calls import call_schema, with_tool_prompt
+from router.plan import RequestPlan
+
 
 @dataclass(frozen=True)
 class ToolSpec:
@@ -37,37 +37,27 @@ class DiffusionJob:
     stops: tuple[str, ...] = ()
 
 
-def tool_spec(body: dict[str, Any]) -> ToolSpec | None:
-    tools = functions(body)
-    if not tools:
-        return None
-    return ToolSpec(schema=call_schema(tools), names=tuple(t["name"] for t in tools))
-
-
-def plan(body: dict[str, Any]) -> DiffusionJob:
-    """Decide the job from the request's shape (the router already chose diffusion)."""
-    messages = template_messages(body["messages"])
-    tools = tool_spec(body)
-    if tools is not None:
-        return DiffusionJob("tool", template_messages(with_tool_prompt(body["messages"], functions(body))),
-                            schema=tools.schema, tools=tools)
-    schema = requested_schema(body.get("response_format"), body["messages"])
+def job_for(request: RequestPlan) -> DiffusionJob:
+    """Decide the job from the request's plan (the router already chose diffusion)."""
+    messages = template_messages(list(request.messages))
+    # the output contract decides how the answer is generated (stream only how it is sent)
+    tools = request.tools.functions() if request.contract == "tools" and request.tools is not None else []
+    if tools:
+        spec = ToolSpec(schema=call_schema(tools), names=tuple(t["name"] for t in tools))
+        return DiffusionJob("tool", template_messages(with_tool_prompt(list(request.messages), tools)),
+                            schema=spec.schema, tools=spec)
+    schema = requested_schema(request)
     if schema is not None:
         return DiffusionJob("json", messages, schema=schema)
-    last = messages[-1]["content"] if messages else ""
-    infill = split_infill(last)
-    if infill is not None:
+    if request.infill is not None and messages and messages[-1]["role"] == "user":
         instruction = "Fill in the missing code between the given prefix and suffix."
         return DiffusionJob("infill", messages[:-1] + [{"role": "user", "content": instruction}],
-                            prefix=infill.prefix, suffix=infill.suffix)
-    prediction = body.get("prediction") or {}
-    if prediction.get("type") == "content":
-        content = prediction.get("content")
-        text = content_text(content)
-        if text:
-            fence = _fence(text)
-            return DiffusionJob("predict", _with_document(messages, text, fence), prediction=text,
-                                answer_prefix=fence + "\n", stops=("\n" + fence, fence + "\n"))
+                            prefix=request.infill.prefix, suffix=request.infill.suffix)
+    if request.prediction:
+        text = request.prediction
+        fence = _fence(text)
+        return DiffusionJob("predict", _with_document(messages, text, fence), prediction=text,
+                            answer_prefix=fence + "\n", stops=("\n" + fence, fence + "\n"))
     return DiffusionJob("text", messages)
 
 

@@ -13,6 +13,7 @@ from litellm import CustomLLM
 
 from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import LocalARModel, SamplingParams
+from router.plan import RequestPlan
 
 PROVIDER = "embedded"
 DEFAULT_MAX_TOKENS = 256
@@ -31,16 +32,18 @@ def local_model() -> LocalARModel:
 
 
 def sampling_params(optional_params: dict[str, Any], messages: list[dict[str, Any]]) -> SamplingParams:
-    schema = requested_schema(optional_params.get("response_format"), messages)
-    # A stop string could cut a JSON document in half: constrained output ends when the grammar does.
-    stop = [] if schema is not None else (optional_params.get("stop") or [])
-    temperature = optional_params.get("temperature")
+    # litellm hands a custom provider keyword arguments, not Tandem's plan: they are read
+    # by the same reader (router.plan), so what the gateway planned is what runs here
+    plan = RequestPlan.of({**optional_params, "messages": messages})
+    schema = requested_schema(plan)
+    sampling = plan.sampling
     return SamplingParams(
-        max_tokens=int(optional_params.get("max_completion_tokens") or optional_params.get("max_tokens") or DEFAULT_MAX_TOKENS),
-        temperature=float(0.7 if temperature is None else temperature),
-        top_p=float(optional_params.get("top_p") or 1.0),
-        seed=optional_params.get("seed"),
-        stop=[stop] if isinstance(stop, str) else list(stop),
+        max_tokens=sampling.max_tokens or DEFAULT_MAX_TOKENS,
+        temperature=0.7 if sampling.temperature is None else sampling.temperature,
+        top_p=sampling.top_p or 1.0,
+        seed=sampling.seed,
+        # a stop string could cut a JSON document in half: constrained output ends when the grammar does
+        stop=[] if schema is not None else list(sampling.stop),
         json_schema=schema,
     )
 

@@ -11,20 +11,19 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
+from router.plan import RequestPlan
+
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 #: how many '{' positions of a system prompt are tried as the start of a schema
 _MAX_CANDIDATES = 64
 
 
-def requested_schema(response_format: Any, messages: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
+def requested_schema(plan: RequestPlan) -> dict[str, Any] | None:
     """The schema to generate under, or None for free text."""
-    if not isinstance(response_format, Mapping):
-        return None
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        return (response_format.get("json_schema") or {}).get("schema") or ANY_OBJECT
-    if kind == "json_object":
-        return schema_in_prompt(messages) or ANY_OBJECT
+    if plan.output.kind == "json_schema":
+        return dict(plan.output.schema or {}) or ANY_OBJECT
+    if plan.output.kind == "json_object":
+        return schema_in_prompt(plan.messages) or ANY_OBJECT
     return None
 
 

@@ -13,10 +13,11 @@ from typing import Any, AsyncIterator
 import orjson
 
 from gateway.backends.base import Backend, BackendError
-from gateway.backends.tool_calls import (TOOL_FIELDS, call_schema, completion_as_chunks, cut_tool_call, functions,
-                                        tool_call, with_tool_prompt)
+from gateway.backends.tool_calls import (TOOL_FIELDS, call_schema, completion_as_chunks, cut_tool_call, tool_call,
+                                        with_tool_prompt)
 from gateway.backends.upstream import is_client_status
 from gateway.wire import forwarded_fields
+from router.plan import RequestPlan
 from router.policy import BackendSpec
 
 
@@ -46,8 +47,8 @@ class LiteLLMBackend(Backend):
 
             embedded_provider.local_model().load()
 
-    def _kwargs(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
-        kwargs = forwarded_fields(body)
+    def _kwargs(self, request: RequestPlan, stream: bool) -> dict[str, Any]:
+        kwargs = forwarded_fields(request.body)
         kwargs.update(
             model=self.spec.model,
             stream=stream,
@@ -60,26 +61,27 @@ class LiteLLMBackend(Backend):
             kwargs["api_key"] = self.spec.api_key
         return kwargs
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        if self._own_text and body.get("tools"):
-            return await self._embedded_tool_call(body)
+    async def complete(self, request: RequestPlan) -> dict[str, Any]:
+        if self._own_text and request.calls_tools:
+            return await self._embedded_tool_call(request)
         try:
             response = await asyncio.wait_for(
-                self._litellm.acompletion(**self._kwargs(body, False)), timeout=self.spec.timeout_s
+                self._litellm.acompletion(**self._kwargs(request, False)), timeout=self.spec.timeout_s
             )
         except Exception as exc:  # litellm raises many types; map them once
             raise _map_error(self.name, exc, self._own_text) from exc
         return response.model_dump(exclude_none=True)
 
-    async def _embedded_tool_call(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _embedded_tool_call(self, request: RequestPlan) -> dict[str, Any]:
         """A tool call by the embedded AR model: its ``{"name", "arguments"}`` document is
         decoded under the tools' schema, then returned as ``tool_calls``."""
-        tools = functions(body)
-        request = {k: v for k, v in body.items() if k not in TOOL_FIELDS}
-        request["messages"] = with_tool_prompt(body["messages"], tools)
-        request["response_format"] = {"type": "json_schema",
-                                      "json_schema": {"name": "tool_call", "schema": call_schema(tools)}}
-        completion = await self.complete(request)
+        assert request.tools is not None
+        tools = request.tools.functions()
+        call_request = {k: v for k, v in request.body.items() if k not in TOOL_FIELDS}
+        call_request["messages"] = with_tool_prompt(list(request.messages), tools)
+        call_request["response_format"] = {"type": "json_schema",
+                                           "json_schema": {"name": "tool_call", "schema": call_schema(tools)}}
+        completion = await self.complete(RequestPlan.of(call_request))
         choice = completion["choices"][0]
         text = choice["message"].get("content") or ""
         if choice.get("finish_reason") == "length":
@@ -122,14 +124,14 @@ class LiteLLMBackend(Backend):
         except Exception as exc:
             raise _map_error(self.name, exc) from exc
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        if self._own_text and body.get("tools"):
+    async def stream(self, request: RequestPlan) -> AsyncIterator[dict[str, Any]]:
+        if self._own_text and request.calls_tools:
             # a call is sent once it is whole (its arguments validated against the schema)
-            for chunk in completion_as_chunks(await self._embedded_tool_call(body), body):
+            for chunk in completion_as_chunks(await self._embedded_tool_call(request), request):
                 yield chunk
             return
         try:
-            response = await self._litellm.acompletion(**self._kwargs(body, True))
+            response = await self._litellm.acompletion(**self._kwargs(request, True))
             async for chunk in response:
                 yield chunk.model_dump(exclude_none=True)
         except BackendError:

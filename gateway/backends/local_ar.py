@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 import torch
 
 from diffusion_engine.threads import pinned_executor
-from router.shape import content_text
+from router.plan import content_text
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from gateway.backends.base import Backend, BackendError, upstream_model
 from gateway.backends.upstream import (RESPONSE_END_EVENTS, parse_chunk, parse_completion, parse_response,
                                        parse_response_event, status_error)
 from gateway.wire import forwarded_fields
+from router.plan import RequestPlan
 from router.policy import BackendSpec
 
 #: the largest whole answer read from an upstream; more is a backend error, not a memory spike
@@ -56,14 +57,14 @@ class OpenAICompatBackend(Backend):
                                                   headers=self._headers, json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
 
-    def _payload(self, body: dict[str, Any], stream: bool) -> bytes:
-        return orjson.dumps({**forwarded_fields(body), "model": self._model, "stream": stream})
+    def _payload(self, request: RequestPlan, stream: bool) -> bytes:
+        return orjson.dumps({**forwarded_fields(request.body), "model": self._model, "stream": stream})
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._whole(self._url, self._payload(body, False), parse_completion)
+    async def complete(self, request: RequestPlan) -> dict[str, Any]:
+        return await self._whole(self._url, self._payload(request, False), parse_completion)
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        async with aclosing(self._events(self._url, self._payload(body, True))) as events:
+    async def stream(self, request: RequestPlan) -> AsyncIterator[dict[str, Any]]:
+        async with aclosing(self._events(self._url, self._payload(request, True))) as events:
             async for data in events:
                 if data == b"[DONE]":
                     return

@@ -25,7 +25,7 @@ import uuid
 from typing import Any, Mapping
 
 from gateway.wire import FunctionCall, ToolCall
-from router.shape import offered_tools, tool_choice_of
+from router.plan import RequestPlan
 
 #: the fields that offer tools or choose among them (legacy function calling included)
 TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
@@ -38,30 +38,17 @@ _SUBSCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", 
                   "propertyNames", "unevaluatedProperties", "unevaluatedItems")
 
 
-def follow_tool_use(body: dict[str, Any], tool_use: Any) -> dict[str, Any]:
-    """``body`` as an embedded backend should serve it under the router's decision
+def follow_tool_use(plan: RequestPlan, tool_use: Any) -> RequestPlan:
+    """The request as an embedded backend should serve it under the router's decision
     (no decision with tools means ``tool_choice: "none"``: text)."""
-    tools = offered_tools(body)
-    if not tools:
-        return body
-    request = {k: v for k, v in body.items() if k not in TOOL_FIELDS}
-    if tool_use is None or tool_use.mode == "answer":
-        return request
-    allowed = set(tool_use.tools)
-    request["tools"] = [t for t in tools if t.get("function", {}).get("name") in allowed]
-    request["tool_choice"] = "required"
-    return request
-
-
-def functions(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The function tools a request offers, narrowed by a named ``tool_choice``."""
-    choice = tool_choice_of(body)
-    found = [t["function"] for t in offered_tools(body) if t.get("type") == "function"]
-    if not found or choice == "none":
-        return []
-    if isinstance(choice, Mapping):
-        found = [f for f in found if f["name"] == (choice.get("function") or {}).get("name")]
-    return found
+    if plan.tools is None:
+        return plan
+    request = {k: v for k, v in plan.body.items() if k not in TOOL_FIELDS}
+    if tool_use is not None and tool_use.mode == "call":
+        allowed = set(tool_use.tools)
+        request["tools"] = [t for t in plan.tools.tools if t.get("function", {}).get("name") in allowed]
+        request["tool_choice"] = "required"
+    return RequestPlan.of(request)
 
 
 def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
@@ -220,7 +207,7 @@ def cut_tool_call(text: str) -> ToolCall | None:
                     function=FunctionCall(name=json.loads(head.group(1)), arguments=text[head.end():]))
 
 
-def completion_as_chunks(completion: dict[str, Any], body: Mapping[str, Any]) -> list[dict[str, Any]]:
+def completion_as_chunks(completion: dict[str, Any], plan: RequestPlan) -> list[dict[str, Any]]:
     """A whole ``chat.completion`` as the stream OpenAI would send for it: the message in one
     delta (``tool_calls`` with whole arguments, or content), the finish, then usage if asked."""
     choice = completion["choices"][0]
@@ -234,6 +221,6 @@ def completion_as_chunks(completion: dict[str, Any], body: Mapping[str, Any]) ->
             "model": completion.get("model")}
     chunks = [{**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
               {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason")}]}]
-    if (body.get("stream_options") or {}).get("include_usage") and completion.get("usage"):
+    if plan.include_usage and completion.get("usage"):
         chunks.append({**head, "choices": [], "usage": completion["usage"]})
     return chunks
