@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-from router.plan import RequestPlan
+from router.plan import RequestPlan, message_text
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 #: how many '{' positions of a system prompt are tried as the start of a schema
@@ -36,9 +36,9 @@ def schema_in_prompt(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any] | 
 
     decoder = json.JSONDecoder()
     for message in messages:
-        content = message.get("content")
-        if message.get("role") not in ("system", "developer") or not isinstance(content, str):
+        if message.get("role") not in ("system", "developer"):
             continue
+        content = message_text(message)
         start = content.find("{")
         for _ in range(_MAX_CANDIDATES):
             if start < 0:
