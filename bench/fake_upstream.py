@@ -14,7 +14,8 @@ an HTML page; ``fail401`` / ``fail403`` reject Tandem's own upstream credential;
 ``echo`` answers with the request body it received, less the messages; ``transcript``
 with the messages, one ``role: content`` line each (tool calls appended); ``refuse``
 answers with a refusal (``refusal`` instead of ``content``). ``/v1/responses`` speaks the
-Responses API (see ``responses``).
+Responses API (see ``responses``; ``nonobject`` answers 200 with a body that is no response, ``cut``
+sends ``response.created`` and closes).
 
 Run: ``python -m bench.fake_upstream --port 9100``.
 """
@@ -180,6 +181,8 @@ async def responses(request: Request) -> Response:
     if model in ("fail500", "bad400"):
         status = 500 if model == "fail500" else 400
         return JSONResponse({"error": {"message": f"fake {status}", "type": "server_error"}}, status_code=status)
+    if model == "nonobject":
+        return JSONResponse({"object": "chat.completion", "choices": []})  # 200, but not a response
     if isinstance(body.get("input"), str):
         body["input"] = [{"type": "message", "role": "user", "content": body["input"]}]
     received = {"received": {k: v for k, v in body.items() if k != "input"},

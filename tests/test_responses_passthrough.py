@@ -77,6 +77,22 @@ def test_a_failing_pass_through_falls_back_to_the_chat_translation(gateway):
     assert raw.json()["output"][0]["content"][0]["text"] == EXPECTED_TEXT
 
 
+def test_an_upstream_stream_cut_mid_way_ends_with_error_and_failed(gateway):
+    with httpx.stream("POST", gateway.base + "/v1/responses",
+                      json={"model": "responses-cut", "input": "Say hello.", "stream": True}) as raw:
+        events = sse_events(raw)
+    assert [e["type"] for e in events] == ["response.created", "error", "response.failed"]
+    assert events[1]["code"] == "stream_interrupted" and events[-1]["response"]["status"] == "failed"
+    assert events[0]["response"]["id"] == events[-1]["response"]["id"] != "resp_upstream"
+    with pytest.raises(openai.NotFoundError):  # a failed stream is not stored
+        sdk(gateway).responses.retrieve(events[-1]["response"]["id"])
+
+
+def test_an_upstream_answer_that_is_no_response_is_a_backend_error(gateway):
+    raw = httpx.post(gateway.base + "/v1/responses", json={"model": "responses-bad", "input": "Say hello."})
+    assert raw.status_code == 502 and raw.json()["error"]["code"] == "backend_error"
+
+
 def test_hosted_tools_need_a_responses_backend(gateway):
     raw = httpx.post(gateway.base + "/v1/responses", json={"model": "direct", "input": "hi",
                                                            "tools": [WEB_SEARCH]})
