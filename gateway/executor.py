@@ -64,7 +64,8 @@ def _give_up(attempts: Attempts, backend: Backend, error: BackendError) -> Excep
     return FallbacksExhausted([*attempts.failed, f"{backend.name}:{error.reason}"], error)
 
 
-def _chain(policy: Policy, decision: Decision) -> list[tuple[BackendSpec, FallbackSpec | None]]:
+def backend_chain(policy: Policy, decision: Decision) -> list[tuple[BackendSpec, FallbackSpec | None]]:
+    """The decision's backend, then its fallbacks, each with the fallback rule that leads to it."""
     chain: list[tuple[BackendSpec, FallbackSpec | None]] = [(decision.backend, None)]
     for fallback in decision.fallbacks:
         chain.append((policy.backends[fallback.backend], fallback))
@@ -84,7 +85,7 @@ class Executor:
         self.registry = registry
 
     def _attempts(self, policy: Policy, decision: Decision, plan: RequestPlan, native: Native | None):
-        chain = _chain(policy, decision)
+        chain = backend_chain(policy, decision)
         if native is not None and native.required:  # only Responses-speaking backends can serve it
             chain = [link for link in chain if link[0].api == "responses"]
         for index, (spec, fallback) in enumerate(chain):

@@ -19,7 +19,7 @@ from gateway.errors import APIError, invalid, validated
 from gateway.key_limits import fingerprint
 from gateway.openapi import json_body
 from gateway.response_store import ResponseStore, StoreError, open_store
-from gateway.executor import Native
+from gateway.executor import Native, backend_chain
 from gateway.responses import (MAX_CHAIN, ResponseTurn, chat_body, chat_messages, history, input_items,
                                passthrough_body, stored_size)
 from gateway.responses_stream import ResponsesPresenter
@@ -108,7 +108,8 @@ def add_response_routes(app: FastAPI, gateway, stores: ResponseStores) -> None:
                           "which does not speak the Responses API (a backend with api: responses passes it "
                           "through). Send function tools only, or route to such a backend.", param=f"tools[{index}]",
                           code="unsupported_tool_type")
-        routed.native = Native(passthrough_body(body, earlier, items), required=bool(hosted))
+        if any(spec.api == "responses" for spec, _ in backend_chain(policy, routed.decision)):  # the request as it came, for those that take it
+            routed.native = Native(passthrough_body(body, earlier, items), required=bool(hosted))
         turn = ResponseTurn(parsed, items, store, owner)
         return await serve(request, routed, gateway, ResponsesPresenter(turn), admitted=grant)
 

@@ -86,14 +86,15 @@ def _as_function_call(choice: dict[str, Any], message: dict[str, Any]) -> None:
     legacy function calling has one call per turn, so only the first is kept."""
     calls = message.pop("tool_calls", None)
     if calls:
-        first = [call for call in calls if call.get("index", 0) == calls[0].get("index", 0)]
-        function = first[0].get("function") or {}
+        function = calls[0].get("function") or {}
         message["function_call"] = {key: function[key] for key in ("name", "arguments") if key in function}
     if choice.get("finish_reason") == "tool_calls":
         choice["finish_reason"] = "function_call"
 
 
 def _legacy_chunk(chunk: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A chunk in the legacy shape: deltas of the first call (index 0) become
+    ``delta.function_call``; deltas of later calls are dropped."""
     for choice in (chunk or {}).get("choices") or []:
         delta = choice.get("delta") or {}
         if any(call.get("index", 0) != 0 for call in delta.get("tool_calls") or []):

@@ -13,6 +13,7 @@ default params, the router's tool-use decision) makes a new plan from the change
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
@@ -90,6 +91,15 @@ class ToolOffer:
     #: offered as legacy ``functions`` (answered as ``function_call``)
     legacy: bool
 
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> "ToolOffer | None":
+        """What ``body`` offers; None without tools."""
+        offered = offered_tools(body)
+        if not offered:
+            return None
+        return cls(tuple(offered), tool_choice_of(body), body.get("parallel_tool_calls") is not False,
+                   uses_legacy_functions(body))
+
     @property
     def named(self) -> str | None:
         """The function a named ``tool_choice`` forces."""
@@ -166,15 +176,12 @@ class RequestPlan:
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> "RequestPlan":
         messages = tuple(m for m in body.get("messages") or () if isinstance(m, Mapping))
-        offered = offered_tools(body)
-        tools = ToolOffer(tuple(offered), tool_choice_of(body), body.get("parallel_tool_calls") is not False,
-                          uses_legacy_functions(body)) if offered else None
         prompt = body.get("prompt")
         prompt = prompt if isinstance(prompt, str) else "".join(p for p in prompt or () if isinstance(p, str)) \
             if isinstance(prompt, list) else ""
         users = [message_text(m) for m in messages if m.get("role") in ("user", None)]
         return cls(
-            body=body, messages=messages, tools=tools, output=_output_format(body.get("response_format")),
+            body=body, messages=messages, tools=ToolOffer.of(body), output=_output_format(body.get("response_format")),
             fim_markers=has_markers(prompt) or any(has_markers(text) for text in users),
             infill=split_infill(users[-1]) if users else None,
             prediction=_prediction(body.get("prediction")), sampling=Sampling.of(body),
@@ -189,14 +196,18 @@ class RequestPlan:
         return isinstance(options, Mapping) and options.get("include_usage") is True
 
     def with_defaults(self, params: Mapping[str, Any]) -> "RequestPlan":
-        """The plan with the policy's params as defaults: anything the client set wins."""
+        """The plan with the policy's params as defaults: anything the client set wins.
+        Policy params are sampling params only (``policy_schema.PARAM_KEYS``), so only the
+        body and the sampling change; the messages are not read again."""
         missing = {key: value for key, value in params.items() if self.body.get(key) is None}
-        return RequestPlan.of({**self.body, **missing}) if missing else self
+        if not missing:
+            return self
+        body = {**self.body, **missing}
+        return dataclasses.replace(self, body=body, sampling=Sampling.of(body))
 
-    def with_body(self, **changes: Any) -> "RequestPlan":
-        """The plan of this request with fields set (a value of None removes the field)."""
-        body = {key: value for key, value in {**self.body, **changes}.items() if value is not None}
-        return RequestPlan.of(body)
+    def with_tools(self, body: Mapping[str, Any]) -> "RequestPlan":
+        """The plan for ``body``, which differs from this plan's only in its tool fields."""
+        return dataclasses.replace(self, body=body, tools=ToolOffer.of(body))
 
     @property
     def calls_tools(self) -> bool:

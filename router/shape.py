@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from router.plan import RequestPlan
+from router.plan import RequestPlan, ToolOffer
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,13 @@ class ShapeVerdict:
     prediction_text: str | None = None
 
 
-def _named_choice(choice: Any) -> str | None:
-    if not isinstance(choice, Mapping):
-        return None
-    fn = choice.get("function")
-    if isinstance(fn, Mapping) and fn.get("name"):
-        return str(fn["name"])
-    if choice.get("name"):
-        return str(choice["name"])
-    if choice.get("type") in ("allowed_tools", "custom", "function"):
+def _named_choice(offer: ToolOffer) -> str | None:
+    """The function a ``tool_choice`` object names, or its type for the other objects that
+    force a call (``allowed_tools``, ``custom``)."""
+    if offer.named is not None:
+        return offer.named
+    choice = offer.choice
+    if isinstance(choice, Mapping) and choice.get("type") in ("allowed_tools", "custom", "function"):
         return str(choice.get("type"))
     return None
 
@@ -44,7 +42,7 @@ def shape_rules(plan: RequestPlan, tool_use: Any = None) -> ShapeVerdict:
     reasons: list[str] = []
     if plan.tools is not None:
         choice = plan.tools.choice
-        named = _named_choice(choice)
+        named = _named_choice(plan.tools)
         if named:
             return ShapeVerdict("tool_call", (f"tools given and tool_choice names {named}",))
         if choice in (None, "auto"):

@@ -70,6 +70,6 @@ def test_changes_make_new_plans_that_match_their_body():
     assert defaulted.sampling.temperature == 0.2 and defaulted.sampling.max_tokens == 8  # the client wins
     assert request.with_defaults({"temperature": 0.9}) is request
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
-    changed = request.with_body(response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
+    changed = plan(temperature=0.2, response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
     assert changed.contract == "json_schema" and requested_schema(changed) == schema
-    assert requested_schema(request.with_body(response_format={"type": "json_object"})) == ANY_OBJECT
+    assert requested_schema(plan(temperature=0.2, response_format={"type": "json_object"})) == ANY_OBJECT

@@ -15,7 +15,7 @@ import orjson
 from gateway.backends.base import Backend, BackendError
 from gateway.backends.tool_calls import (TOOL_FIELDS, call_schema, completion_as_chunks, cut_tool_call, tool_call,
                                         with_tool_prompt)
-from gateway.backends.upstream import is_client_status
+from gateway.backends.upstream import RESPONSE_END_EVENTS, is_client_status
 from gateway.wire import forwarded_fields
 from router.plan import RequestPlan
 from router.policy import BackendSpec
@@ -117,7 +117,7 @@ class LiteLLMBackend(Backend):
             async for event in events:
                 data = event.model_dump(mode="json", exclude_none=True)  # event types are enums
                 yield data
-                if data.get("type") in _END_EVENTS:
+                if data.get("type") in RESPONSE_END_EVENTS:
                     return
         except BackendError:
             raise
@@ -138,10 +138,6 @@ class LiteLLMBackend(Backend):
             raise
         except Exception as exc:
             raise _map_error(self.name, exc, self._own_text) from exc
-
-
-#: the events that end a Responses stream
-_END_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 
 
 def _map_error(name: str, exc: Exception, own_text: bool = False) -> BackendError:

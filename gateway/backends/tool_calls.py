@@ -48,7 +48,7 @@ def follow_tool_use(plan: RequestPlan, tool_use: Any) -> RequestPlan:
         allowed = set(tool_use.tools)
         request["tools"] = [t for t in plan.tools.tools if t.get("function", {}).get("name") in allowed]
         request["tool_choice"] = "required"
-    return RequestPlan.of(request)
+    return plan.with_tools(request)
 
 
 def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
