@@ -5,8 +5,9 @@ Starts the gateway on the default policy (or uses ``--base``), then:
 * tool agents (pydantic-ai, openai-agents, a langchain bind_tools loop) on a few tasks that
   need one tool call, and a few that need none: finished = ended with a text answer within
   the turn budget; requests = model calls the framework made;
-* Predicted Outputs: renames, one-word changes and insertions in code and prose; "whole" =
-  every unchanged line of the document is in the answer, "applied" = the edit is.
+* Predicted Outputs: renames, one-word changes, insertions and deletions in code and prose;
+  "whole" = every unchanged line of the document is in the answer, "applied" = the edit is,
+  "grounded" = answered by one grounded edit operation (``gateway/backends/grounded_edits.py``).
 
 Writes ``bench/results/agents.json``. Run: ``python -m bench.agents``.
 """
@@ -31,13 +32,31 @@ TASKS = [  # (prompt, needs the tool)
 GREET = 'def greet(name):\n    """Say hello."""\n    return f"Hello, {name}!"\n\n\nprint(greet("Ada"))\n'
 PROSE = "The quick brown fox jumps over the lazy dog.\nIt was a sunny day in the park.\nEveryone was happy.\n"
 EDITS = [  # (instruction, document, text the edited document must contain, text it must not)
+    # the lines the edit may change are those with the text it must not keep, or (renames) with
+    # the renamed word: TOUCHED
     ("Rename greet to welcome.", GREET, "def welcome(", "def greet("),
     ("Change the greeting from Hello to Hi.", GREET, 'f"Hi, {name}!"', 'f"Hello, {name}!"'),
     ("Add the line `print(greet(\"Bob\"))` at the end.", GREET, 'print(greet("Bob"))', None),
     ("Change 'quick' to 'slow'.", PROSE, "The slow brown fox", "quick"),
     ("Replace 'sunny' with 'rainy'.", PROSE, "rainy day", "sunny"),
     ("Add a last line: 'Then it rained.'", PROSE, "Then it rained.", None),
+    # written after grounded edits were built: a check that they are not fitted to the six above
+    ("Rename name to person.", GREET, "def greet(person)", "{name}"),
+    ("Replace 'Ada' with 'Grace'.", GREET, 'greet("Grace")', "Ada"),
+    ("Rename the function greet to say_hello.", GREET, "def say_hello(", "greet"),
+    ("Change the greeting from Hello to Good morning.", GREET, "Good morning, {name}", "Hello"),
+    ("Change lazy to sleepy.", PROSE, "the sleepy dog", "lazy"),
+    ("Delete the line 'Everyone was happy.'", PROSE, "in the park.", "Everyone"),
+    ("Insert the line 'Once upon a time.' at the top.", PROSE, "Once upon a time.\nThe quick", None),
+    ("Add the line 'It was warm.' after the line with sunny.", PROSE, "park.\nIt was warm.\nEveryone", None),
+    # names no text of the document: left to the model, which copies the document through
+    ("Remove the docstring.", GREET, "def greet(name):", '"""'),
+    ("Make the last sentence shout, in capitals.", PROSE, "EVERYONE WAS HAPPY", "Everyone was happy"),
 ]
+
+
+TOUCHED = {"Rename greet to welcome.": "greet", "Rename name to person.": "name",
+           "Rename the function greet to say_hello.": "greet"}
 
 
 def weather(city: str) -> str:
@@ -64,7 +83,7 @@ def run_pydantic_ai(base: str, prompt: str) -> tuple[bool, int]:
         result = agent.run_sync(prompt, usage_limits=UsageLimits(request_limit=6))
     except UsageLimitExceeded:
         return False, 6
-    return bool(result.output), result.usage().requests
+    return bool(result.output), result.usage.requests
 
 
 def run_openai_agents(base: str, prompt: str) -> tuple[bool, int]:
@@ -139,12 +158,15 @@ def predicted_outputs(base: str) -> dict:
             model="auto", messages=[{"role": "user", "content": f"{instruction}\n\n{document}"}],
             prediction={"type": "content", "content": document}, max_tokens=160)
         text = reply.choices[0].message.content or ""
-        kept = [line for line in document.splitlines() if line.strip() and (unwanted is None or unwanted not in line)]
+        touched = TOUCHED.get(instruction, unwanted)
+        kept = [line for line in document.splitlines() if line.strip() and (touched is None or touched not in line)]
         rows.append({"edit": instruction, "whole": all(line in text for line in kept),
                      "applied": wanted in text and (unwanted is None or unwanted not in text),
+                     "grounded": "edit" in (reply.usage.model_extra or {}).get("tandem", {}),
                      "finish": reply.choices[0].finish_reason, "seconds": round(time.perf_counter() - start, 2)})
     summary = {"whole": f"{sum(r['whole'] for r in rows)}/{len(rows)}",
-               "applied": f"{sum(r['applied'] for r in rows)}/{len(rows)}", "runs": rows}
+               "applied": f"{sum(r['applied'] for r in rows)}/{len(rows)}",
+               "grounded": f"{sum(r['grounded'] for r in rows)}/{len(rows)}", "runs": rows}
     print("predicted outputs", {k: v for k, v in summary.items() if k != "runs"}, flush=True)
     return summary
 

@@ -73,6 +73,7 @@ Format (version 1)
     ``match``      conditions, all of which must hold; absent/empty = catch-all:
         ``task``             one task or a list (chat, structured, edit, code, tool_call).
         ``stream``           true / false.
+        ``predicted``        true / false: the request carries a Predicted Output (``prediction``).
         ``model``            one alias or a list (must be defined under ``models``).
         ``headers``          {name: value or list}; names case-insensitive, values exact.
         ``metadata``         {key: value or list} against the request's ``metadata`` object,
@@ -143,20 +144,25 @@ class Policy:
 
     def warnings(self) -> list[str]:
         """``FILE:LINE: warning: ...`` for a policy that loads but routes against the grain:
-        a structured or tool-call request that streamed takes another backend than the same
-        request unstreamed (the output contract, not ``stream``, should decide how a request
-        is generated; ``stream`` only how it is sent)."""
+        a structured, tool-call or predicted-edit request that streamed takes another backend
+        than the same request unstreamed (the output contract, not ``stream``, should decide
+        how a request is generated; ``stream`` only how it is sent)."""
+        predicted = RequestPlan.of({"messages": [], "prediction": {"type": "content", "content": "x"}})
         found = []
-        for task in ("structured", "tool_call"):
-            plain = self.decide({}, Classification(task, False), {})
-            streamed = self.decide({}, Classification(task, True), {})
+        for task, plan, fix in (
+                ("structured", {}, "give its match a task list without structured (e.g. task: [chat, edit, code])"),
+                ("tool_call", {}, "give its match a task list without tool_call (e.g. task: [chat, edit, code])"),
+                ("edit", predicted, "add predicted: false to its match"),
+                ("code", predicted, "add predicted: false to its match")):
+            plain = self.decide(plan, Classification(task, False), {})
+            streamed = self.decide(plan, Classification(task, True), {})
             if streamed.backend.name != plain.backend.name:
                 route = self.route(streamed.route)
+                what = f"predicted {task}" if plan else task
                 found.append(
                     f"{self.path}:{route.line if route else 1}: warning: route '{streamed.route}' takes streamed "
-                    f"{task} requests to backend {streamed.backend.name}, while unstreamed they go to "
-                    f"{plain.backend.name} (route '{plain.route}'); give its match a task list without "
-                    f"{task} (e.g. task: [chat, edit, code]) so streams keep the same contract")
+                    f"{what} requests to backend {streamed.backend.name}, while unstreamed they go to "
+                    f"{plain.backend.name} (route '{plain.route}'); {fix} so streams keep the same contract")
         return found
 
     def decide(self, request: RequestPlan | Mapping, classification: Classification,

@@ -201,8 +201,9 @@ def _read_match(r: Reader, loc: Located, path: str, aliases: Iterable[str]) -> R
     if "task" in fields:
         tasks = [r.string(i, p, choices=TASKS) for i, p in r.items(fields["task"], f"{path}.task", one_or_list=True) or []]
         values["task"] = frozenset(t for t in tasks if t) or None
-    if "stream" in fields:
-        values["stream"] = r.boolean(fields["stream"], f"{path}.stream")
+    for key in ("stream", "predicted"):
+        if key in fields:
+            values[key] = r.boolean(fields[key], f"{path}.{key}")
     if "model" in fields:
         models = []
         for item, p in r.items(fields["model"], f"{path}.model", one_or_list=True) or []:

@@ -124,6 +124,8 @@ class RouteMatch:
 
     task: frozenset[str] | None = None
     stream: bool | None = None
+    #: the request carries a Predicted Output (``prediction``)
+    predicted: bool | None = None
     model: frozenset[str] | None = None
     #: lower-cased header name -> accepted values
     headers: tuple[tuple[str, frozenset[str]], ...] = ()
@@ -140,7 +142,7 @@ class RouteMatch:
     @property
     def content_free(self) -> bool:
         """Only task/stream conditions (used by the task-coverage check)."""
-        return (self.model is None and not self.headers and not self.metadata
+        return (self.model is None and self.predicted is None and not self.headers and not self.metadata
                 and self.prompt_chars_min is None and self.prompt_chars_max is None)
 
     def evaluate(self, plan: RequestPlan, classification: Classification,
@@ -156,6 +158,10 @@ class RouteMatch:
             if bool(classification.stream) != self.stream:
                 return None
             reasons.append(f"stream={'true' if self.stream else 'false'}")
+        if self.predicted is not None:
+            if (plan.prediction is not None) != self.predicted:
+                return None
+            reasons.append(f"predicted={'true' if self.predicted else 'false'}")
         if self.model is not None:
             if request.get("model") not in self.model:
                 return None
@@ -192,6 +198,8 @@ class RouteMatch:
             if other.task is None or not other.task <= self.task:
                 return False
         if self.stream is not None and other.stream != self.stream:
+            return False
+        if self.predicted is not None and other.predicted != self.predicted:
             return False
         if self.model is not None and (other.model is None or not other.model <= self.model):
             return False
@@ -360,7 +368,7 @@ BACKEND_KEYS = ("kind", "model", "api_base", "api_key", "api", "timeout_s", "max
 BACKEND_APIS = ("chat", "responses")
 MODEL_KEYS = ("description", "classify", "route", "backend")
 ROUTE_KEYS = ("name", "match", "backend", "fallbacks", "params")
-MATCH_KEYS = ("task", "stream", "model", "headers", "metadata", "prompt_chars_min", "prompt_chars_max")
+MATCH_KEYS = ("task", "stream", "predicted", "model", "headers", "metadata", "prompt_chars_min", "prompt_chars_max")
 FALLBACK_KEYS = ("backend", "on")
 #: sampling parameters a backend or route may set (forwarded to the backend)
 PARAM_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop",

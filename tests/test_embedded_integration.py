@@ -113,3 +113,15 @@ def test_predicted_output_comes_back_whole(embedded_gateway):
     # every line that the edit leaves alone is there: the answer is the document, not its first line
     assert all(line in text for line in document.splitlines()[1:])
     assert completion.choices[0].finish_reason == "stop"
+    assert text.startswith("The slow brown fox") and "quick" not in text  # and the edit is applied
+    details = completion.usage.completion_tokens_details
+    assert details.accepted_prediction_tokens > 0 and details.rejected_prediction_tokens > 0
+
+
+def test_predicted_rename_streams_the_whole_edited_code(embedded_gateway):
+    code = 'def greet(name):\n    return f"Hello, {name}!"\n\n\nprint(greet("Ada"))\n'
+    stream = client(embedded_gateway).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": f"Rename greet to welcome.\n\n{code}"}],
+        prediction={"type": "content", "content": code}, max_tokens=96, stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == code.replace("greet", "welcome")

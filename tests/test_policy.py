@@ -338,6 +338,40 @@ def test_warns_when_streams_would_skip_the_structured_route(tmp_path):
     assert "task: [chat, edit, code]" in warnings[0]
 
 
+def test_predicted_match_and_the_warning_for_predicted_streams(tmp_path):
+    path = tmp_path / "p.yaml"
+    policy_text = textwrap.dedent("""\
+        version: 1
+        backends:
+          ar: {kind: ar, model: embedded/smollm2}
+          dllm: {kind: diffusion, model: embedded/smollm2-diffusion}
+        routes:
+          - name: stream-first
+            match: {stream: true, task: [chat, edit, code]%s}
+            backend: ar
+          - name: edits
+            match: {task: [structured, tool_call, edit, code]}
+            backend: dllm
+          - name: default
+            backend: ar
+        """)
+    path.write_text(policy_text % "")
+    problems, warnings = check_policy_file(path)
+    assert problems == [] and len(warnings) == 2
+    assert "streamed predicted edit requests to backend ar" in warnings[0]
+    assert "add predicted: false to its match" in warnings[0]
+    path.write_text(policy_text % ", predicted: false")
+    assert check_policy_file(path) == ([], [])
+    policy = load_policy(path)
+    document = {"type": "content", "content": "the cat sat"}
+    predicted = policy.decide({"messages": [], "prediction": document}, Classification("edit", True), {})
+    assert predicted.route == "edits"
+    assert policy.decide({"messages": []}, Classification("edit", True), {}).route == "stream-first"
+    path.write_text(policy_text % ", predicted: maybe")
+    [problem], _ = check_policy_file(path)
+    assert "routes[0].match.predicted: expected true or false" in problem
+
+
 # --- interpolation ---------------------------------------------------------------------------
 
 def test_env_interpolation_forms(tmp_path, monkeypatch):

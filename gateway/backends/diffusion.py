@@ -20,7 +20,8 @@ from typing import Any, AsyncIterator
 from diffusion_engine.threads import pinned_executor
 from gateway import metrics
 from gateway.backends.base import Backend, BackendError
-from gateway.backends.diffusion_requests import DiffusionJob, job_for
+from gateway.backends.diffusion_requests import DiffusionJob, edit_operation_job, job_for
+from gateway.backends.grounded_edits import apply_edit
 from gateway.backends.local_ar import StopScanner
 from gateway.backends.tool_calls import completion_as_chunks, tool_call
 from gateway.wire import (
@@ -170,11 +171,11 @@ class DiffusionBackend(Backend):
 
     # --- structured (json schema, tool calls) -------------------------------------
 
-    async def _structured_result(self, job: DiffusionJob, request: RequestPlan):
+    async def _structured_result(self, job: DiffusionJob, request: RequestPlan, params: Any = None):
         from diffusion_engine.structured import StructuredOutputError, UnsupportedSchemaError
 
         prompt = self._prompt_ids(job)
-        params = self._params(request)
+        params = params or self._params(request)
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(
@@ -191,6 +192,44 @@ class DiffusionBackend(Backend):
             return ResponseMessage(content=None, tool_calls=[tool_call(value)]), "tool_calls"
         return ResponseMessage(content=text), "stop"
 
+    # --- Predicted Outputs ------------------------------------------------------------
+
+    async def _grounded_edit(self, job: DiffusionJob, request: RequestPlan) -> dict[str, Any] | None:
+        """The edited document from one grounded edit operation (see ``grounded_edits``), or
+        None when the instruction grounds none or no operation validates."""
+        if job.kind != "predict" or job.edit is None:
+            return None
+        operation = edit_operation_job(job)
+        longest = max(len(self._tokenizer.encode(s, add_special_tokens=False)) for s in (*job.edit.finds, *job.edit.texts))
+        params = dataclasses.replace(self._params(request), max_tokens=2 * longest + 32)
+        try:
+            prompt, result = await self._structured_result(operation, request, params)
+        except BackendError as exc:
+            log.info("%s: no grounded edit operation (%s); generating the document", self.name, type(exc).__name__)
+            return None
+        text = apply_edit(result.value, job.prediction)
+        tokens = self._tokenizer.encode(text, add_special_tokens=False)
+        limit = request.sampling.max_tokens
+        finish = "length" if limit and len(tokens) > limit else "stop"
+        if finish == "length":  # as OpenAI: what fits in max_tokens, finish "length"
+            tokens = tokens[:limit]
+            text = self._tokenizer.decode(tokens)
+        usage = self._structured_usage(prompt, result)
+        usage.completion_tokens, usage.total_tokens = len(tokens), len(prompt) + len(tokens)
+        usage.completion_tokens_details = self._prediction_details(job, tokens)
+        usage.tandem["edit"] = result.value
+        return self._completion(ResponseMessage(content=text), finish, usage)
+
+    def _prediction_details(self, job: DiffusionJob, answer: list[int]) -> dict[str, int]:
+        """OpenAI's ``completion_tokens_details`` for a Predicted Output: the prediction's tokens
+        that the answer kept, and those it did not."""
+        import difflib
+
+        predicted = self._tokenizer.encode(job.prediction, add_special_tokens=False)
+        matcher = difflib.SequenceMatcher(a=predicted, b=answer, autojunk=False)
+        accepted = sum(block.size for block in matcher.get_matching_blocks())
+        return {"accepted_prediction_tokens": accepted, "rejected_prediction_tokens": len(predicted) - accepted}
+
     # --- Backend API ---------------------------------------------------------------
 
     async def complete(self, request: RequestPlan) -> dict[str, Any]:
@@ -200,12 +239,19 @@ class DiffusionBackend(Backend):
             prompt, result = await self._structured_result(job, request)
             message, finish = self._message(job, result.value, result.text)
             return self._completion(message, finish, self._structured_usage(prompt, result))
+        edited = await self._grounded_edit(job, request)
+        if edited is not None:
+            return edited
         text, finish, prompt_len, tokens, stats = "", "stop", 0, 0, {}
         async for piece, event in self._text_events(job, request):
             text += piece
             if isinstance(event, tuple):
                 finish, prompt_len, tokens, stats = event
-        return self._completion(ResponseMessage(content=text), finish, _usage(prompt_len, tokens, stats))
+        usage = _usage(prompt_len, tokens, stats)
+        if job.kind == "predict":
+            usage.completion_tokens_details = self._prediction_details(
+                job, self._tokenizer.encode(text, add_special_tokens=False))
+        return self._completion(ResponseMessage(content=text), finish, usage)
 
     def _structured_usage(self, prompt: list[int], result: Any) -> Usage:
         """Usage of a structured answer; also records its engine statistics in /metrics.
@@ -310,6 +356,11 @@ class DiffusionBackend(Backend):
             message, finish = self._message(job, result.value, result.text)
             completion = self._completion(message, finish, self._structured_usage(prompt, result))
             for part in completion_as_chunks({**completion, "id": ident, "created": created}, request):
+                yield part
+            return
+        edited = await self._grounded_edit(job, request)
+        if edited is not None:  # the document is whole once the operation validates: one delta
+            for part in completion_as_chunks({**edited, "id": ident, "created": created}, request):
                 yield part
             return
         yield chunk(Delta(role="assistant", content=""))

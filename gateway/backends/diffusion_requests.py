@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.backends.grounded_edits import EDIT_OP_INSTRUCTION, EditChoices, instruction_of
 from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import template_messages
 from gateway.backends.tool_calls import call_schema, with_tool_prompt
@@ -35,6 +36,17 @@ class DiffusionJob:
     answer_prefix: str = ""
     #: where the answer ends, besides the request's own ``stop``
     stops: tuple[str, ...] = ()
+    #: Predicted Outputs: what the instruction grounds, when it grounds an edit operation
+    edit: EditChoices | None = None
+    instruction: str = ""
+
+
+def edit_operation_job(job: DiffusionJob) -> DiffusionJob:
+    """The structured job that fills one grounded edit operation for a ``predict`` job."""
+    assert job.edit is not None
+    user = f"{job.instruction}\n\nDocument:\n{job.prediction}"
+    return DiffusionJob("json", [{"role": "system", "content": EDIT_OP_INSTRUCTION},
+                                 {"role": "user", "content": user}], schema=job.edit.schema())
 
 
 def job_for(request: RequestPlan) -> DiffusionJob:
@@ -56,8 +68,10 @@ def job_for(request: RequestPlan) -> DiffusionJob:
     if request.prediction:
         text = request.prediction
         fence = _fence(text)
-        return DiffusionJob("predict", _with_document(messages, text, fence), prediction=text,
-                            answer_prefix=fence + "\n", stops=("\n" + fence, fence + "\n"))
+        instruction = instruction_of(messages[-1]["content"] if messages else "", text)
+        return DiffusionJob("predict", _with_document(messages, instruction, text, fence), prediction=text,
+                            answer_prefix=fence + "\n", stops=("\n" + fence, fence + "\n"),
+                            edit=EditChoices.of(instruction, text), instruction=instruction)
     return DiffusionJob("text", messages)
 
 
@@ -72,7 +86,8 @@ def _fence(document: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def _with_document(messages: list[dict[str, str]], document: str, fence: str) -> list[dict[str, str]]:
+def _with_document(messages: list[dict[str, str]], instruction: str, document: str,
+                   fence: str) -> list[dict[str, str]]:
     """The conversation with the instruction to return the document whole, and the document
     fenced in the last turn (the answer then opens the same fence: a small model copies
     the document through, and lookup drafts copy it in one forward per block)."""
@@ -81,6 +96,6 @@ def _with_document(messages: list[dict[str, str]], document: str, fence: str) ->
         head = [{"role": "system", "content": f"{messages[0]['content']}\n\n{PREDICTION_INSTRUCTION}"}]
         messages = messages[1:]
     last = messages[-1] if messages else {"role": "user", "content": ""}
-    request = last["content"].replace(document.strip(), "").strip() or "Edit the document."
-    edited = {**last, "content": f"Edit: {request}\n\nDocument:\n{fence}\n{document.rstrip()}\n{fence}"}
+    edited = {**last, "content": f"Edit: {instruction or 'Edit the document.'}\n\n"
+                                 f"Document:\n{fence}\n{document.rstrip()}\n{fence}"}
     return [*head, *messages[:-1], edited]

@@ -1,0 +1,131 @@
+"""Predicted Outputs as grounded edit operations: what an instruction grounds in a document,
+how an operation is applied, and the diffusion backend returning the whole edited document
+(over a tiny random model: the grammar alone picks the operation when one is grounded)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.backends.grounded_edits import EditChoices, apply_edit, instruction_of
+from router.plan import RequestPlan
+
+CODE = 'def greet(name):\n    """Say hello."""\n    return f"Hello, {name}!"\n\n\nprint(greet("Ada"))\n'
+PROSE = "The quick brown fox jumps over the lazy dog.\nIt was a sunny day in the park.\nEveryone was happy.\n"
+
+
+@pytest.mark.parametrize("instruction, document, finds, texts, kind", [
+    ("Rename greet to welcome.", CODE, ("greet",), ("welcome",), "replace"),
+    ("Rename the function greet to say_hello.", CODE, ("greet",), ("say_hello",), "replace"),
+    ("Change 'quick' to 'slow'.", PROSE, ("quick",), ("slow",), "replace"),
+    # multi-word new text is one span, and each of its words a choice of its own
+    ("Change the greeting from Hello to Good morning.", CODE, ("Hello",),
+     ("Good morning", "greeting", "Good", "morning"), "replace"),
+    # words inside a quoted span belong to it: `print`/`greet` are not spans to find
+    ('Add the line `print(greet("Bob"))` at the end.', CODE, (), ('print(greet("Bob"))',), "add"),
+    ("Delete the line 'Everyone was happy.'", PROSE, ("Everyone was happy.",), (), "delete"),
+    # a quoted span found only inside a longer word is not found ("ick" ≠ "quick")
+    ("Replace 'ick' with 'ack'.", PROSE, (), ("ick", "ack"), "replace"),
+])
+def test_an_instruction_grounds_its_spans(instruction, document, finds, texts, kind):
+    choices = EditChoices.of(instruction, document)
+    if not finds and kind == "replace":  # nothing to find: no replace is grounded
+        assert choices is None
+        return
+    assert (choices.finds, choices.texts, choices.kind) == (finds, texts, kind)
+
+
+@pytest.mark.parametrize("instruction, document", [
+    ("Make it more formal.", PROSE),        # no edit verb
+    ("Remove the docstring.", CODE),        # names nothing in the document
+    ("Rename it.", CODE),                   # nothing new to put in
+    ("Summarise this.", PROSE),
+])
+def test_instructions_that_ground_nothing_are_left_to_the_model(instruction, document):
+    assert EditChoices.of(instruction, document) is None
+
+
+def test_the_schema_offers_only_the_verbs_operations_over_grounded_spans():
+    add = EditChoices.of("Add the line 'It was warm.' after the line with sunny.", PROSE).schema()
+    assert [op["properties"]["op"]["const"] for op in add["anyOf"]] == ["add_last_line", "add_first_line",
+                                                                        "add_line_after"]
+    assert add["anyOf"][2]["properties"]["after"] == {"enum": ["sunny"]}
+    replace = EditChoices.of("Rename greet to welcome.", CODE).schema()
+    assert replace["properties"]["find"] == {"enum": ["greet"]} and replace["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("operation, document, expected", [
+    # every whole-word occurrence, never inside a longer word
+    ({"op": "replace", "find": "greet", "with": "welcome"}, "greet(x)\ngreeting = greet\n",
+     "welcome(x)\ngreeting = welcome\n"),
+    ({"op": "replace", "find": "a.b", "with": "c"}, "a.b axb\n", "c axb\n"),  # a span, not a pattern
+    ({"op": "replace", "find": "x", "with": r"\1"}, "x = 1\n", "\\1 = 1\n"),  # nor is the new text
+    ({"op": "add_last_line", "line": "end"}, "a\nb\n", "a\nb\nend\n"),
+    ({"op": "add_last_line", "line": "end"}, "a\nb", "a\nb\nend"),
+    ({"op": "add_first_line", "line": "top"}, "a\nb\n", "top\na\nb\n"),
+    ({"op": "add_line_after", "after": "one", "line": "two"}, "one\nthree\n", "one\ntwo\nthree\n"),
+    ({"op": "delete", "find": "b."}, "a.\nb.\nc.\n", "a.\nc.\n"),                 # a whole line goes
+    ({"op": "delete", "find": "lazy"}, "the lazy dog\n", "the dog\n"),
+])
+def test_operations_apply_to_the_document_verbatim(operation, document, expected):
+    assert apply_edit(operation, document) == expected
+
+
+def test_the_instruction_is_the_turn_without_the_document():
+    assert instruction_of(f"Change 'quick' to 'slow'.\n\n{PROSE}", PROSE) == "Change 'quick' to 'slow'."
+    assert instruction_of("Rename greet.", "") == "Rename greet."
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from diffusion_engine.adapters.diffusion_gemma import DiffusionGemmaDenoiser
+    from diffusion_engine.structured.tiny_tokenizer import tiny_tokenizer
+    from diffusion_engine.testing import tiny_diffusion_gemma
+    from gateway.backends.diffusion import DiffusionBackend
+    from router.policy import BackendSpec
+
+    spec = BackendSpec(name="tiny-edits", kind="diffusion", model="diffusion_gemma:tiny", api_base=None,
+                       api_key=None, timeout_s=60, max_retries=0, params={}, engine={"block_size": 8})
+    tiny = DiffusionBackend(spec)
+    tiny.attach(DiffusionGemmaDenoiser(tiny_diffusion_gemma(0)), tiny_tokenizer())
+    return tiny
+
+
+def edit(instruction: str, document: str, **extra) -> RequestPlan:
+    return RequestPlan.of({"model": "diffusion", "seed": 7, "prediction": {"type": "content", "content": document},
+                           "messages": [{"role": "user", "content": f"{instruction}\n\n{document}"}], **extra})
+
+
+#: what the tiny character tokenizer spells
+SHORT = "the quick brown fox. it was a sunny day. all were happy."
+
+
+def test_a_grounded_edit_comes_back_whole_even_from_a_random_model(backend):
+    result = asyncio.run(backend.complete(edit("Replace 'sunny' with 'rainy'.", PROSE, max_tokens=200)))
+    choice = result["choices"][0]
+    assert choice["message"]["content"] == PROSE.replace("sunny", "rainy")  # applied, not re-spelled
+    assert choice["finish_reason"] == "stop"
+    usage = result["usage"]
+    assert usage["tandem"]["edit"] == {"op": "replace", "find": "sunny", "with": "rainy"}
+    details = usage["completion_tokens_details"]
+    assert details["accepted_prediction_tokens"] > 0 and details["rejected_prediction_tokens"] > 0
+    assert usage["completion_tokens"] >= details["accepted_prediction_tokens"]
+
+
+def test_a_grounded_edit_streams_as_one_delta_and_respects_max_tokens(backend):
+    async def run():
+        return [c async for c in backend.stream(edit("Change 'quick' to 'slow'.", SHORT, max_tokens=12,
+                                                     stream_options={"include_usage": True}))]
+
+    chunks = asyncio.run(run())
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert content == SHORT.replace("quick", "slow")[:12]  # one character per token
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
+    assert chunks[-1]["usage"]["completion_tokens"] == 12
+
+
+def test_an_ungrounded_edit_is_generated(backend):
+    result = asyncio.run(backend.complete(edit("Make it more formal.", PROSE, max_tokens=16)))
+    assert "edit" not in result["usage"]["tandem"]
+    assert "accepted_prediction_tokens" in result["usage"]["completion_tokens_details"]
