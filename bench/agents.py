@@ -47,6 +47,7 @@ EDITS = [  # (instruction, document, text the edited document must contain, text
     ("Change the greeting from Hello to Good morning.", GREET, "Good morning, {name}", "Hello"),
     ("Change lazy to sleepy.", PROSE, "the sleepy dog", "lazy"),
     ("Delete the line 'Everyone was happy.'", PROSE, "in the park.", "Everyone"),
+    ("Delete the print statement.", GREET, 'return f"Hello, {name}!"', "print("),
     ("Insert the line 'Once upon a time.' at the top.", PROSE, "Once upon a time.\nThe quick", None),
     ("Add the line 'It was warm.' after the line with sunny.", PROSE, "park.\nIt was warm.\nEveryone", None),
     # names no text of the document: left to the model, which copies the document through

@@ -118,6 +118,16 @@ def test_predicted_output_comes_back_whole(embedded_gateway):
     assert details.accepted_prediction_tokens > 0 and details.rejected_prediction_tokens > 0
 
 
+def test_predicted_insertion_and_deletion_come_back_exactly(embedded_gateway):
+    document = "It was a sunny day in the park.\nEveryone was happy.\n"
+    for instruction, expected in (("Add a last line: 'Then it rained.'", document + "Then it rained.\n"),
+                                  ("Delete the line 'Everyone was happy.'", "It was a sunny day in the park.\n")):
+        completion = client(embedded_gateway).chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": f"{instruction}\n\n{document}"}],
+            prediction={"type": "content", "content": document}, max_tokens=64)
+        assert completion.choices[0].message.content == expected
+
+
 def test_predicted_rename_streams_the_whole_edited_code(embedded_gateway):
     code = 'def greet(name):\n    return f"Hello, {name}!"\n\n\nprint(greet("Ada"))\n'
     stream = client(embedded_gateway).chat.completions.create(

@@ -19,12 +19,15 @@ PROSE = "The quick brown fox jumps over the lazy dog.\nIt was a sunny day in the
     ("Rename greet to welcome.", CODE, ("greet",), ("welcome",), "replace"),
     ("Rename the function greet to say_hello.", CODE, ("greet",), ("say_hello",), "replace"),
     ("Change 'quick' to 'slow'.", PROSE, ("quick",), ("slow",), "replace"),
-    # multi-word new text is one span, and each of its words a choice of its own
-    ("Change the greeting from Hello to Good morning.", CODE, ("Hello",),
-     ("Good morning", "greeting", "Good", "morning"), "replace"),
+    # unquoted new text is what follows the last "to"/"with"/...: one span, however many words
+    ("Change the greeting from Hello to Good morning.", CODE, ("Hello",), ("Good morning",), "replace"),
+    ("Swap Ada for Grace Hopper, please.", CODE, ("Ada",), ("Grace Hopper",), "replace"),
+    ("Add a last line: Then it rained.", PROSE, (), ("Then it rained.",), "add"),
     # words inside a quoted span belong to it: `print`/`greet` are not spans to find
     ('Add the line `print(greet("Bob"))` at the end.', CODE, (), ('print(greet("Bob"))',), "add"),
-    ("Delete the line 'Everyone was happy.'", PROSE, ("Everyone was happy.",), (), "delete"),
+    ("Delete the line 'Everyone was happy.'", PROSE, ("Everyone was happy.",), (), "delete_line"),
+    ("Remove the word 'lazy'.", PROSE, ("lazy",), (), "delete"),
+    ("Delete the print statement.", CODE, ("print",), (), "delete_line"),
     # a quoted span found only inside a longer word is not found ("ick" ≠ "quick")
     ("Replace 'ick' with 'ack'.", PROSE, (), ("ick", "ack"), "replace"),
 ])
@@ -38,6 +41,7 @@ def test_an_instruction_grounds_its_spans(instruction, document, finds, texts, k
 
 @pytest.mark.parametrize("instruction, document", [
     ("Make it more formal.", PROSE),        # no edit verb
+    ("Add type hints.", CODE),              # a description, not text to add
     ("Remove the docstring.", CODE),        # names nothing in the document
     ("Rename it.", CODE),                   # nothing new to put in
     ("Summarise this.", PROSE),
@@ -67,6 +71,7 @@ def test_the_schema_offers_only_the_verbs_operations_over_grounded_spans():
     ({"op": "add_line_after", "after": "one", "line": "two"}, "one\nthree\n", "one\ntwo\nthree\n"),
     ({"op": "delete", "find": "b."}, "a.\nb.\nc.\n", "a.\nc.\n"),                 # a whole line goes
     ({"op": "delete", "find": "lazy"}, "the lazy dog\n", "the dog\n"),
+    ({"op": "delete_line", "containing": "print"}, "x = 1\nprint(x)\nreprint()\n", "x = 1\nreprint()\n"),
 ])
 def test_operations_apply_to_the_document_verbatim(operation, document, expected):
     assert apply_edit(operation, document) == expected

@@ -10,11 +10,15 @@ and the gateway applies it to the document verbatim — the rest comes back whol
 construction. Instructions that ground nothing ("make it more formal") are generated as
 before.
 
-Grounding, in order of trust: quoted spans (``'x'``, ``"x"``, `` `x` ``, ``“x”``) are what
-the user marked; without quotes, the words of the instruction are read (minus function
-words and the vocabulary of editing itself). A span that occurs in the document can be
-*found*; a span that does not is *new text*. The operations offered follow from that:
-replace and add-a-line need new text, delete needs only something found.
+The instruction's first edit verb names the kind of edit (rename/change/replace → replace;
+add/insert/append → a new line at the end, at the top or after a line; remove/delete → the
+text, or its whole line when a line, statement or sentence is named); the model never picks
+the kind, only the spans. Spans, in order of trust: quoted spans (``'x'``, ``"x"``, `` `x` ``,
+``“x”``) are what the user marked; without quotes, the instruction's content words (minus
+function words and the vocabulary of editing itself) that occur in the document are what to
+find, and the new text is the phrase after the last "to"/"with"/"by"/"for" of a replace or
+after the colon of an addition. An instruction with no edit verb, or without the spans its
+kind needs ("add type hints" names no text to add), grounds nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 EDIT_OP_INSTRUCTION = (
     "Turn the edit instruction into one edit operation on the document. "
     "replace: `find` is the text the instruction changes and `with` is the new text from the instruction. "
-    "delete: `find` is the text to remove. "
+    "delete: `find` is the text to remove. delete_line: the line with `containing` is removed. "
     "add_last_line: `line` is the new line to add at the end. add_first_line: `line` is the new first line. "
     "add_line_after: `line` goes after the line with `after`.")
 
@@ -39,7 +43,7 @@ a an the to from with into in on at of for by and or as is be it its this that t
 please can could would you your me my i we our
 rename change replace swap substitute turn make set update edit modify fix correct use
 add insert append prepend put include write remove delete drop cut strip omit
-line lines word words text phrase sentence paragraph document file code string
+line lines word words text phrase sentence sentences statement statements paragraph document file code string
 function method variable class parameter argument field
 end start beginning top bottom last first new old instead every all each
 """.split())
@@ -52,12 +56,15 @@ _VERB_KINDS = {
     **dict.fromkeys("add insert append prepend put include write".split(), "add"),
     **dict.fromkeys("remove delete drop cut strip omit".split(), "delete"),
 }
+#: units of text that a deletion takes whole: "delete the print statement" removes its line
+_LINE_UNITS = frozenset("line lines statement statements sentence sentences call calls import imports".split())
 
 
 @dataclass(frozen=True)
 class EditChoices:
     """What an instruction grounds in a document: spans to find, spans of new text, and the
-    kind of edit its verb names (replace | add | delete)."""
+    kind of edit its verb names (replace | add | delete | delete_line: a deletion of a line-like
+    unit, "the print statement")."""
 
     finds: tuple[str, ...]
     texts: tuple[str, ...]
@@ -70,19 +77,21 @@ class EditChoices:
         quoted = [q for q in quoted if q]
         # words inside a quoted span belong to that span: only the unquoted rest is read for words
         unquoted = _QUOTED.sub(" | ", instruction)
-        finds = [q for q in quoted if _occurs(q, document)] or [w for w in _content_words(unquoted) if _occurs(w, document)]
-        texts = [q for q in quoted if q not in document] or _new_text_runs(unquoted, document)
-        finds, texts = _unique(finds)[:_MAX_CHOICES], _unique(t for t in texts if t not in finds)[:_MAX_CHOICES]
         kind = next((_VERB_KINDS[w.lower()] for w in _WORD.findall(unquoted) if w.lower() in _VERB_KINDS), None)
         if kind is None:  # no edit verb: the instruction is generated as written
             return None
+        finds = [q for q in quoted if _occurs(q, document)] or [w for w in _content_words(unquoted) if _occurs(w, document)]
+        texts = [q for q in quoted if q not in document] or _unquoted_new_text(kind, unquoted, document)
+        finds, texts = _unique(finds)[:_MAX_CHOICES], _unique(t for t in texts if t not in finds)[:_MAX_CHOICES]
+        if kind == "delete" and any(w.lower() in _LINE_UNITS for w in _WORD.findall(unquoted)):
+            kind = "delete_line"
         choices = cls(tuple(finds), tuple(texts), kind)
         return choices if choices.operations() else None
 
     def operations(self) -> list[dict[str, Any]]:
         """The operations of the verb's kind that these choices ground, as JSON Schemas."""
         finds, texts = {"enum": list(self.finds)}, {"enum": list(self.texts)}
-        ops: dict[str, list[dict[str, Any]]] = {"replace": [], "add": [], "delete": []}
+        ops: dict[str, list[dict[str, Any]]] = {"replace": [], "add": [], "delete": [], "delete_line": []}
         if self.finds and self.texts:
             ops["replace"].append(_op("replace", find=finds, **{"with": texts}))
         if self.texts:
@@ -91,6 +100,7 @@ class EditChoices:
                 ops["add"].append(_op("add_line_after", after=finds, line=texts))
         if self.finds:
             ops["delete"].append(_op("delete", find=finds))
+            ops["delete_line"].append(_op("delete_line", containing=finds))
         return ops[self.kind]
 
     def schema(self) -> dict[str, Any]:
@@ -112,6 +122,9 @@ def apply_edit(operation: dict[str, Any], document: str) -> str:
         lines = document.split("\n")
         at = next(i for i, line in enumerate(lines) if re.search(_bounded(operation["after"]), line))
         return "\n".join([*lines[: at + 1], operation["line"], *lines[at + 1:]])
+    if op == "delete_line":
+        pattern = re.compile(_bounded(operation["containing"]))
+        return "".join(line for line in document.splitlines(keepends=True) if not pattern.search(line))
     find = operation["find"]
     if op == "delete":
         whole_lines = re.compile(rf"^[ \t]*{re.escape(find)}[ \t]*\n?", re.MULTILINE)
@@ -146,19 +159,24 @@ def _content_words(instruction: str) -> list[str]:
     return [w for w in _WORD.findall(instruction) if w.lower() not in _NOT_CONTENT and len(w) > 1]
 
 
-def _new_text_runs(instruction: str, document: str) -> list[str]:
-    """Runs of adjacent content words absent from the document ("to Good morning" → "Good
-    morning"), and each such word alone."""
-    runs: list[list[str]] = [[]]
-    for match in _WORD.finditer(instruction):
-        word = match.group()
-        fresh = word.lower() not in _NOT_CONTENT and len(word) > 1 and not _occurs(word, document)
-        if fresh:
-            runs[-1].append(word)
-        elif runs[-1]:
-            runs.append([])
-    spans = [" ".join(run) for run in runs if len(run) > 1]
-    return spans + [word for run in runs for word in run]
+def _unquoted_new_text(kind: str, instruction: str, document: str) -> list[str]:
+    """New text an unquoted instruction names: for a replace, the words after its last
+    "to"/"with"/"into"/"by"/"for" ("rename greet to welcome"); for an addition, what follows
+    a colon ("add a last line: Then it rained."). A description ("add type hints") names none."""
+    if kind == "add":
+        _, colon, rest = instruction.partition(":")
+        return [rest.strip()] if colon and rest.strip() and rest.strip() not in document else []
+    if kind != "replace":
+        return []
+    targets = list(_TARGET.finditer(instruction))
+    if not targets:
+        return []
+    phrase = re.split(r"[;!?\n|]|[.,](?:\s|$)", instruction[targets[-1].end():])[0].strip()
+    fits = phrase and len(phrase.split()) <= 8 and not _occurs(phrase, document)
+    return [phrase] if fits else []
+
+
+_TARGET = re.compile(r"(?<!\w)(?:to|with|into|by|for)\s+", re.IGNORECASE)
 
 
 def _unique(items) -> list[str]:
