@@ -128,10 +128,14 @@ def test_predicted_insertion_and_deletion_come_back_exactly(embedded_gateway):
         assert completion.choices[0].message.content == expected
 
 
-def test_predicted_rename_streams_the_whole_edited_code(embedded_gateway):
+@pytest.mark.parametrize("model", ["auto", "ar"])  # the diffusion route, and the AR model pinned
+def test_predicted_rename_comes_back_whole_streamed_or_not(embedded_gateway, model):
     code = 'def greet(name):\n    return f"Hello, {name}!"\n\n\nprint(greet("Ada"))\n'
-    stream = client(embedded_gateway).chat.completions.create(
-        model="auto", messages=[{"role": "user", "content": f"Rename greet to welcome.\n\n{code}"}],
-        prediction={"type": "content", "content": code}, max_tokens=96, stream=True)
+    request = dict(model=model, messages=[{"role": "user", "content": f"Rename greet to welcome.\n\n{code}"}],
+                   prediction={"type": "content", "content": code}, max_tokens=96)
+    stream = client(embedded_gateway).chat.completions.create(**request, stream=True)
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == code.replace("greet", "welcome")
+    completion = client(embedded_gateway).chat.completions.create(**request)
+    assert completion.choices[0].message.content == text
+    assert completion.usage.completion_tokens_details.rejected_prediction_tokens > 0

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from gateway.backends.grounded_edits import EditChoices, apply_edit, instruction_of
+from gateway.backends.grounded_edits import EditChoices, GroundedEdit, apply_edit, edit_instruction, prediction_details
 from router.plan import RequestPlan
 
 CODE = 'def greet(name):\n    """Say hello."""\n    return f"Hello, {name}!"\n\n\nprint(greet("Ada"))\n'
@@ -77,9 +77,25 @@ def test_operations_apply_to_the_document_verbatim(operation, document, expected
     assert apply_edit(operation, document) == expected
 
 
-def test_the_instruction_is_the_turn_without_the_document():
-    assert instruction_of(f"Change 'quick' to 'slow'.\n\n{PROSE}", PROSE) == "Change 'quick' to 'slow'."
-    assert instruction_of("Rename greet.", "") == "Rename greet."
+def test_the_instruction_is_the_last_turn_without_the_document():
+    def plan(content, document=PROSE):
+        return RequestPlan.of({"messages": [{"role": "user", "content": content}],
+                               "prediction": {"type": "content", "content": document}})
+
+    assert edit_instruction(plan(f"Change 'quick' to 'slow'.\n\n{PROSE}")) == "Change 'quick' to 'slow'."
+    parts = [{"type": "text", "text": "Rename greet to welcome."}, {"type": "text", "text": CODE}]
+    edit = GroundedEdit.of(plan(parts, CODE))
+    assert edit.instruction == "Rename greet to welcome." and edit.document == CODE
+    assert edit.apply({"op": "replace", "find": "greet", "with": "welcome"}) == CODE.replace("greet", "welcome")
+    assert GroundedEdit.of(RequestPlan.of({"messages": [{"role": "user", "content": "Rename greet to x."}]})) is None
+    assert GroundedEdit.of(plan("Make it more formal.")) is None
+
+
+def test_prediction_details_count_kept_and_dropped_prediction_tokens():
+    assert prediction_details([1, 2, 3, 4], [1, 2, 9, 4]) == {"accepted_prediction_tokens": 3,
+                                                              "rejected_prediction_tokens": 1}
+    assert prediction_details([1, 2], [5, 1, 2, 6]) == {"accepted_prediction_tokens": 2,
+                                                        "rejected_prediction_tokens": 0}
 
 
 @pytest.fixture(scope="module")

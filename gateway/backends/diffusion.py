@@ -21,7 +21,7 @@ from diffusion_engine.threads import pinned_executor
 from gateway import metrics
 from gateway.backends.base import Backend, BackendError
 from gateway.backends.diffusion_requests import DiffusionJob, edit_operation_job, job_for
-from gateway.backends.grounded_edits import apply_edit
+from gateway.backends.grounded_edits import prediction_details
 from gateway.backends.local_ar import StopScanner
 from gateway.backends.tool_calls import completion_as_chunks, tool_call
 from gateway.wire import (
@@ -200,14 +200,14 @@ class DiffusionBackend(Backend):
         if job.kind != "predict" or job.edit is None:
             return None
         operation = edit_operation_job(job)
-        longest = max(len(self._tokenizer.encode(s, add_special_tokens=False)) for s in (*job.edit.finds, *job.edit.texts))
+        longest = max(len(self._tokenizer.encode(s, add_special_tokens=False)) for s in job.edit.spans())
         params = dataclasses.replace(self._params(request), max_tokens=2 * longest + 32)
         try:
             prompt, result = await self._structured_result(operation, request, params)
         except BackendError as exc:
             log.info("%s: no grounded edit operation (%s); generating the document", self.name, type(exc).__name__)
             return None
-        text = apply_edit(result.value, job.prediction)
+        text = job.edit.apply(result.value)
         tokens = self._tokenizer.encode(text, add_special_tokens=False)
         limit = request.sampling.max_tokens
         finish = "length" if limit and len(tokens) > limit else "stop"
@@ -221,14 +221,7 @@ class DiffusionBackend(Backend):
         return self._completion(ResponseMessage(content=text), finish, usage)
 
     def _prediction_details(self, job: DiffusionJob, answer: list[int]) -> dict[str, int]:
-        """OpenAI's ``completion_tokens_details`` for a Predicted Output: the prediction's tokens
-        that the answer kept, and those it did not."""
-        import difflib
-
-        predicted = self._tokenizer.encode(job.prediction, add_special_tokens=False)
-        matcher = difflib.SequenceMatcher(a=predicted, b=answer, autojunk=False)
-        accepted = sum(block.size for block in matcher.get_matching_blocks())
-        return {"accepted_prediction_tokens": accepted, "rejected_prediction_tokens": len(predicted) - accepted}
+        return prediction_details(self._tokenizer.encode(job.prediction, add_special_tokens=False), answer)
 
     # --- Backend API ---------------------------------------------------------------
 

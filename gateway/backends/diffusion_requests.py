@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.backends.grounded_edits import EDIT_OP_INSTRUCTION, EditChoices, instruction_of
+from gateway.backends.grounded_edits import GroundedEdit, edit_instruction
 from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import template_messages
 from gateway.backends.tool_calls import call_schema, with_tool_prompt
@@ -36,17 +36,14 @@ class DiffusionJob:
     answer_prefix: str = ""
     #: where the answer ends, besides the request's own ``stop``
     stops: tuple[str, ...] = ()
-    #: Predicted Outputs: what the instruction grounds, when it grounds an edit operation
-    edit: EditChoices | None = None
-    instruction: str = ""
+    #: Predicted Outputs: the edit operation the instruction grounds, if it grounds one
+    edit: GroundedEdit | None = None
 
 
 def edit_operation_job(job: DiffusionJob) -> DiffusionJob:
     """The structured job that fills one grounded edit operation for a ``predict`` job."""
     assert job.edit is not None
-    user = f"{job.instruction}\n\nDocument:\n{job.prediction}"
-    return DiffusionJob("json", [{"role": "system", "content": EDIT_OP_INSTRUCTION},
-                                 {"role": "user", "content": user}], schema=job.edit.schema())
+    return DiffusionJob("json", job.edit.messages(), schema=job.edit.schema())
 
 
 def job_for(request: RequestPlan) -> DiffusionJob:
@@ -68,10 +65,9 @@ def job_for(request: RequestPlan) -> DiffusionJob:
     if request.prediction:
         text = request.prediction
         fence = _fence(text)
-        instruction = instruction_of(messages[-1]["content"] if messages else "", text)
-        return DiffusionJob("predict", _with_document(messages, instruction, text, fence), prediction=text,
-                            answer_prefix=fence + "\n", stops=("\n" + fence, fence + "\n"),
-                            edit=EditChoices.of(instruction, text), instruction=instruction)
+        return DiffusionJob("predict", _with_document(messages, edit_instruction(request), text, fence),
+                            prediction=text, answer_prefix=fence + "\n", stops=("\n" + fence, fence + "\n"),
+                            edit=GroundedEdit.of(request))
     return DiffusionJob("text", messages)
 
 

@@ -6,11 +6,15 @@ worker thread and give litellm back a ModelResponse or GenericStreamingChunks.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from litellm import CustomLLM
 
+from gateway.backends.grounded_edits import GroundedEdit, prediction_details
 from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import LocalARModel, SamplingParams
 from router.plan import RequestPlan
@@ -48,9 +52,60 @@ def sampling_params(optional_params: dict[str, Any], messages: list[dict[str, An
     )
 
 
+@dataclass(frozen=True)
+class EditedDocument:
+    """A Predicted Output answered by a grounded edit operation (see ``grounded_edits``)."""
+
+    text: str
+    finish: str
+    prompt_tokens: int
+    completion_tokens: int
+    details: dict[str, int]
+
+
+async def grounded_edit(optional_params: dict[str, Any], messages: list[dict[str, Any]]) -> EditedDocument | None:
+    """The edited document when the request's instruction grounds an edit operation: the
+    model fills the operation under the schema's constraint and the document is edited
+    verbatim. None when nothing is grounded or the operation did not complete."""
+    plan = RequestPlan.of({**optional_params, "messages": messages})
+    edit = GroundedEdit.of(plan)
+    if edit is None:
+        return None
+    model = local_model()
+    await asyncio.get_running_loop().run_in_executor(None, model.load)  # loads once, off the event loop
+    tokenizer = model.tokenizer
+    longest = max(len(tokenizer.encode(span, add_special_tokens=False)) for span in edit.spans())
+    params = SamplingParams(max_tokens=2 * longest + 32, temperature=0.0, top_p=1.0, seed=None, stop=[],
+                            json_schema=edit.schema())
+    parts, finish, prompt_tokens = [], "length", 0
+    async for event in model.stream_events(edit.messages(), params):
+        parts.append(event.text)
+        if event.finish_reason:
+            finish, prompt_tokens = event.finish_reason, event.prompt_tokens
+    if finish != "stop":
+        return None
+    tokens = tokenizer.encode(edit.apply(json.loads("".join(parts))), add_special_tokens=False)
+    limit = plan.sampling.max_tokens
+    cut = bool(limit) and len(tokens) > limit
+    tokens = tokens[:limit] if cut else tokens
+    return EditedDocument(tokenizer.decode(tokens), "length" if cut else "stop", prompt_tokens, len(tokens),
+                          prediction_details(tokenizer.encode(edit.document, add_special_tokens=False), tokens))
+
+
 class EmbeddedLLM(CustomLLM):
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                           encoding, api_key, logging_obj, optional_params, *args, **kwargs):
+        from litellm.types.utils import Usage
+
+        model_response.model = f"{PROVIDER}/{model}"
+        edited = await grounded_edit(optional_params, messages)
+        if edited is not None:
+            model_response.choices[0].message.content = edited.text
+            model_response.choices[0].finish_reason = edited.finish
+            model_response.usage = Usage(prompt_tokens=edited.prompt_tokens, completion_tokens=edited.completion_tokens,
+                                         total_tokens=edited.prompt_tokens + edited.completion_tokens,
+                                         completion_tokens_details=edited.details)
+            return model_response
         params = sampling_params(optional_params, messages)
         parts: list[str] = []
         finish, prompt_tokens, completion_tokens = "stop", 0, 0
@@ -63,9 +118,6 @@ class EmbeddedLLM(CustomLLM):
         text = "".join(parts)
         model_response.choices[0].message.content = text
         model_response.choices[0].finish_reason = finish
-        model_response.model = f"{PROVIDER}/{model}"
-        from litellm.types.utils import Usage
-
         model_response.usage = Usage(
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
         )
@@ -73,6 +125,13 @@ class EmbeddedLLM(CustomLLM):
 
     async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                          encoding, api_key, logging_obj, optional_params, *args, **kwargs) -> AsyncIterator[dict]:
+        edited = await grounded_edit(optional_params, messages)
+        if edited is not None:  # whole once the operation is complete: one chunk
+            yield {"text": edited.text, "is_finished": True, "finish_reason": edited.finish, "index": 0,
+                   "tool_use": None, "usage": {"prompt_tokens": edited.prompt_tokens,
+                                               "completion_tokens": edited.completion_tokens,
+                                               "total_tokens": edited.prompt_tokens + edited.completion_tokens}}
+            return
         params = sampling_params(optional_params, messages)
         async for event in local_model().stream_events(messages, params):
             usage = None

@@ -23,9 +23,12 @@ kind needs ("add type hints" names no text to add), grounds nothing.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
+
+from router.plan import RequestPlan, message_text
 
 #: what the model is told when it fills an edit operation
 EDIT_OP_INSTRUCTION = (
@@ -134,9 +137,53 @@ def apply_edit(operation: dict[str, Any], document: str) -> str:
     return re.sub(_bounded(find), lambda _: operation["with"], document)
 
 
-def instruction_of(last_user_text: str, document: str) -> str:
-    """The instruction of a turn that may also carry the document itself."""
-    return last_user_text.replace(document.strip(), "").strip() if document.strip() else last_user_text.strip()
+@dataclass(frozen=True)
+class GroundedEdit:
+    """A Predicted Output request answered by one grounded edit operation: what the model is
+    asked (:meth:`messages`, :meth:`schema`) and how its answer becomes the document."""
+
+    document: str
+    instruction: str
+    choices: EditChoices
+
+    @classmethod
+    def of(cls, plan: RequestPlan) -> "GroundedEdit | None":
+        """The grounded edit a request asks for, or None (no prediction, or nothing grounded)."""
+        if plan.prediction is None:
+            return None
+        instruction = edit_instruction(plan)
+        choices = EditChoices.of(instruction, plan.prediction)
+        return cls(plan.prediction, instruction, choices) if choices is not None else None
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "system", "content": EDIT_OP_INSTRUCTION},
+                {"role": "user", "content": f"{self.instruction}\n\nDocument:\n{self.document}"}]
+
+    def schema(self) -> dict[str, Any]:
+        return self.choices.schema()
+
+    def spans(self) -> tuple[str, ...]:
+        """Every string the operation can hold (to size its token budget)."""
+        return (*self.choices.finds, *self.choices.texts)
+
+    def apply(self, operation: dict[str, Any]) -> str:
+        return apply_edit(operation, self.document)
+
+
+def edit_instruction(plan: RequestPlan) -> str:
+    """The instruction of a Predicted Output request: its last turn, without the document
+    when the turn carries that too."""
+    last = message_text(plan.messages[-1]) if plan.messages else ""
+    document = (plan.prediction or "").strip()
+    return (last.replace(document, "") if document else last).strip()
+
+
+def prediction_details(predicted: Sequence[int], answer: Sequence[int]) -> dict[str, int]:
+    """OpenAI's ``completion_tokens_details`` for a Predicted Output: the prediction's tokens
+    that the answer kept, and those it did not."""
+    matcher = difflib.SequenceMatcher(a=list(predicted), b=list(answer), autojunk=False)
+    accepted = sum(block.size for block in matcher.get_matching_blocks())
+    return {"accepted_prediction_tokens": accepted, "rejected_prediction_tokens": len(predicted) - accepted}
 
 
 def _op(name: str, **fields: dict[str, Any]) -> dict[str, Any]:
