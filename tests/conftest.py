@@ -104,3 +104,19 @@ def embedded_gateway():
     server = start_gateway(ROOT / "policies" / "default.yaml", ready_timeout=300)
     yield server
     server.stop()
+
+
+def tiny_diffusion_backend(name: str):
+    """A diffusion backend over a tiny random DiffusionGemma and the character tokenizer:
+    for what must hold whatever the model (request mapping, validity, streaming)."""
+    from diffusion_engine.adapters.diffusion_gemma import DiffusionGemmaDenoiser
+    from diffusion_engine.structured.tiny_tokenizer import tiny_tokenizer
+    from diffusion_engine.testing import tiny_diffusion_gemma
+    from gateway.backends.diffusion import DiffusionBackend
+    from router.policy import BackendSpec
+
+    spec = BackendSpec(name=name, kind="diffusion", model="diffusion_gemma:tiny", api_base=None,
+                       api_key=None, timeout_s=60, max_retries=0, params={}, engine={"block_size": 8})
+    backend = DiffusionBackend(spec)
+    backend.attach(DiffusionGemmaDenoiser(tiny_diffusion_gemma(0)), tiny_tokenizer())
+    return backend

@@ -10,9 +10,8 @@ import jsonschema
 import pytest
 
 from gateway.backends.base import BackendError
-from gateway.backends.diffusion import DiffusionBackend
 from router.plan import RequestPlan
-from router.policy import BackendSpec
+from tests.conftest import tiny_diffusion_backend
 
 SCHEMA = {
     "type": "object",
@@ -36,15 +35,7 @@ TOOLS = [
 
 @pytest.fixture(scope="module")
 def backend():
-    from diffusion_engine.adapters.diffusion_gemma import DiffusionGemmaDenoiser
-    from diffusion_engine.structured.tiny_tokenizer import tiny_tokenizer
-    from diffusion_engine.testing import tiny_diffusion_gemma
-
-    spec = BackendSpec(name="tiny-diffusion", kind="diffusion", model="diffusion_gemma:tiny", api_base=None,
-                       api_key=None, timeout_s=60, max_retries=0, params={}, engine={"block_size": 8})
-    tiny = DiffusionBackend(spec)
-    tiny.attach(DiffusionGemmaDenoiser(tiny_diffusion_gemma(0)), tiny_tokenizer())
-    return tiny
+    return tiny_diffusion_backend("tiny-diffusion")
 
 
 def body(**extra) -> RequestPlan:

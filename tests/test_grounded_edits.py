@@ -10,6 +10,7 @@ import pytest
 
 from gateway.backends.grounded_edits import EditChoices, GroundedEdit, apply_edit, edit_instruction, prediction_details
 from router.plan import RequestPlan
+from tests.conftest import tiny_diffusion_backend
 
 CODE = 'def greet(name):\n    """Say hello."""\n    return f"Hello, {name}!"\n\n\nprint(greet("Ada"))\n'
 PROSE = "The quick brown fox jumps over the lazy dog.\nIt was a sunny day in the park.\nEveryone was happy.\n"
@@ -100,17 +101,7 @@ def test_prediction_details_count_kept_and_dropped_prediction_tokens():
 
 @pytest.fixture(scope="module")
 def backend():
-    from diffusion_engine.adapters.diffusion_gemma import DiffusionGemmaDenoiser
-    from diffusion_engine.structured.tiny_tokenizer import tiny_tokenizer
-    from diffusion_engine.testing import tiny_diffusion_gemma
-    from gateway.backends.diffusion import DiffusionBackend
-    from router.policy import BackendSpec
-
-    spec = BackendSpec(name="tiny-edits", kind="diffusion", model="diffusion_gemma:tiny", api_base=None,
-                       api_key=None, timeout_s=60, max_retries=0, params={}, engine={"block_size": 8})
-    tiny = DiffusionBackend(spec)
-    tiny.attach(DiffusionGemmaDenoiser(tiny_diffusion_gemma(0)), tiny_tokenizer())
-    return tiny
+    return tiny_diffusion_backend("tiny-edits")
 
 
 def edit(instruction: str, document: str, **extra) -> RequestPlan:

@@ -315,23 +315,28 @@ def test_unreadable_file_and_valid_file(tmp_path):
     assert check_policy_file(DEFAULT) == ([], [])
 
 
-def test_warns_when_streams_would_skip_the_structured_route(tmp_path):
-    path = tmp_path / "p.yaml"
-    path.write_text(textwrap.dedent("""\
+def stream_policy(stream_match: str, diffusion_tasks: str) -> str:
+    """A policy whose first route takes streams to AR (line 6), then diffusion for some tasks."""
+    return textwrap.dedent(f"""\
         version: 1
         backends:
-          ar: {kind: ar, model: embedded/smollm2}
-          dllm: {kind: diffusion, model: embedded/smollm2-diffusion}
+          ar: {{kind: ar, model: embedded/smollm2}}
+          dllm: {{kind: diffusion, model: embedded/smollm2-diffusion}}
         routes:
           - name: stream-first
-            match: {stream: true}
+            match: {stream_match}
             backend: ar
-          - name: structured
-            match: {task: [structured, tool_call]}
+          - name: diffusion
+            match: {{task: {diffusion_tasks}}}
             backend: dllm
           - name: default
             backend: ar
-        """))
+        """)
+
+
+def test_warns_when_streams_would_skip_the_structured_route(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(stream_policy("{stream: true}", "[structured, tool_call]"))
     problems, warnings = check_policy_file(path)
     assert problems == [] and len(warnings) == 2
     assert warnings[0].startswith(f"{path}:6: warning: route 'stream-first' takes streamed structured")
@@ -340,34 +345,20 @@ def test_warns_when_streams_would_skip_the_structured_route(tmp_path):
 
 def test_predicted_match_and_the_warning_for_predicted_streams(tmp_path):
     path = tmp_path / "p.yaml"
-    policy_text = textwrap.dedent("""\
-        version: 1
-        backends:
-          ar: {kind: ar, model: embedded/smollm2}
-          dllm: {kind: diffusion, model: embedded/smollm2-diffusion}
-        routes:
-          - name: stream-first
-            match: {stream: true, task: [chat, edit, code]%s}
-            backend: ar
-          - name: edits
-            match: {task: [structured, tool_call, edit, code]}
-            backend: dllm
-          - name: default
-            backend: ar
-        """)
-    path.write_text(policy_text % "")
+    tasks = "[structured, tool_call, edit, code]"
+    path.write_text(stream_policy("{stream: true, task: [chat, edit, code]}", tasks))
     problems, warnings = check_policy_file(path)
     assert problems == [] and len(warnings) == 2
     assert "streamed predicted edit requests to backend ar" in warnings[0]
     assert "add predicted: false to its match" in warnings[0]
-    path.write_text(policy_text % ", predicted: false")
+    path.write_text(stream_policy("{stream: true, task: [chat, edit, code], predicted: false}", tasks))
     assert check_policy_file(path) == ([], [])
     policy = load_policy(path)
     document = {"type": "content", "content": "the cat sat"}
     predicted = policy.decide({"messages": [], "prediction": document}, Classification("edit", True), {})
-    assert predicted.route == "edits"
+    assert predicted.route == "diffusion"
     assert policy.decide({"messages": []}, Classification("edit", True), {}).route == "stream-first"
-    path.write_text(policy_text % ", predicted: maybe")
+    path.write_text(stream_policy("{stream: true, predicted: maybe}", tasks))
     [problem], _ = check_policy_file(path)
     assert "routes[0].match.predicted: expected true or false" in problem
 
