@@ -9,7 +9,11 @@ here, before generation, from what can be known well:
    twice is a loop — answer;
 2. relevance: does the last user turn ask for what a tool does? Word overlap between the
    turn and the tool's name and description, and, when the router's sentence embedder is
-   loaded, their cosine similarity.
+   loaded, their cosine similarity;
+3. callability: a tool that needs an identifier (a required ``order_id``, ``ticket_number``,
+   …) cannot be called before the conversation gives one — "do you ship to Canada, before I
+   order?" mentions orders but names none. The answer then comes from what is known, or asks
+   for it, as a model would; it never invents the identifier.
 
 Generation then follows the decision: a constrained call restricted to ``tools``, or text.
 Providers that choose for themselves (litellm, pass-through upstreams) get the request
@@ -107,6 +111,28 @@ def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
+#: a required argument by this name is an identifier the conversation has to give
+_IDENTIFIER_NAME = re.compile(r"(?:^|_)(?:id|uuid|number|no|num|code|sku|ref|reference)$|^(?:\w+)Id$")
+#: what an identifier looks like in text: a token with a digit ("A-12345", "#4521", "TK-9")
+_IDENTIFIER_TOKEN = re.compile(r"(?<![\w-])[#A-Za-z\-]*\d[\w\-]*")
+
+
+def identifier_arguments(function: Mapping[str, Any]) -> list[str]:
+    """The required arguments of ``function`` that are identifiers (``order_id``, ``ticketNumber``)."""
+    parameters = function.get("parameters") or {}
+    properties = parameters.get("properties") or {}
+    required = parameters.get("required") or []
+    return [name for name in required if isinstance(name, str) and isinstance(properties.get(name), Mapping)
+            and properties[name].get("type", "string") in ("string", "integer")
+            and "enum" not in properties[name] and _IDENTIFIER_NAME.search(name)]
+
+
+def conversation_gives_identifier(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a user turn or a tool result holds something identifier-like."""
+    return any(_IDENTIFIER_TOKEN.search(message_text(m)) for m in messages
+               if m.get("role") in ("user", "tool", "function"))
+
+
 def relevant_tools(turn: str, functions: Sequence[Mapping[str, Any]], embedder: Any = None,
                    context: str = "", called_before: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """``(name, why)`` for each tool the turn asks for. ``context`` is the system prompt;
@@ -177,6 +203,14 @@ def decide_tool_use(plan: RequestPlan, embedder: Any = None) -> ToolUse | None:
     called_before = frozenset(str((c.get("function") or {}).get("name")) for m in messages
                               for c in m.get("tool_calls") or [])
     relevant = relevant_tools(_last_user_text(messages), uncalled, embedder, context, called_before)
+    if relevant and not conversation_gives_identifier(messages):
+        needs = {str(f["name"]): identifier_arguments(f) for f in uncalled}
+        callable_now = [(name, why) for name, why in relevant if not needs.get(name)]
+        if not callable_now:
+            name = relevant[0][0]
+            return ToolUse("answer", (), f"{name} needs {', '.join(needs[name])}, which the conversation "
+                                         "does not give yet")
+        relevant = callable_now
     if relevant:
         chosen = tuple(name for name, _ in relevant)
         return ToolUse("call", chosen, f"{chosen[0]}: {relevant[0][1]}", max_calls=max_calls)

@@ -63,6 +63,45 @@ def test_an_uncalled_tool_the_turn_asks_for_is_the_next_step():
     assert decision.mode == "call" and decision.tools == ("book_flight",)
 
 
+ORDER = {"type": "function", "function": {
+    "name": "get_order_status", "description": "Look up the status of an existing order.",
+    "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+
+
+@pytest.mark.parametrize("text, mode", [
+    ("Before I order a tent, do you ship to Canada?", "answer"),   # mentions orders, names none
+    ("What's the status of my order?", "answer"),                  # a model asks for the number
+    ("What's the status of order A-12345?", "call"),
+    ("Where is my order #4521?", "call"),
+])
+def test_a_tool_that_needs_an_identifier_waits_for_one(text, mode):
+    decision = decide_tool_use({"messages": [user(text)], "tools": [ORDER, WEATHER]})
+    assert decision.mode == mode
+    if mode == "answer":
+        assert decision.reason == "get_order_status needs order_id, which the conversation does not give yet"
+
+
+def test_an_identifier_from_a_tool_result_makes_the_tool_callable():
+    lookup = {"type": "function", "function": {"name": "find_orders", "description": "Find a customer's orders.",
+                                               "parameters": {"type": "object", "properties": {}}}}
+    messages = [user("Check the status of my latest order"), *called("find_orders", "{}", "c1")]
+    messages[-1]["content"] = '[{"order_id": "A-777", "placed": "yesterday"}]'
+    decision = decide_tool_use({"messages": messages, "tools": [lookup, ORDER]})
+    assert decision.mode == "call" and decision.tools == ("get_order_status",)
+
+
+@pytest.mark.parametrize("name, schema, is_identifier", [
+    ("order_id", {"type": "string"}, True), ("ticketId", {"type": "string"}, True),
+    ("invoice_number", {"type": "integer"}, True), ("city", {"type": "string"}, False),
+    ("country_code", {"enum": ["US", "CA"]}, False),  # the schema lists the values: nothing to wait for
+])
+def test_identifier_arguments(name, schema, is_identifier):
+    function = {"name": "f", "parameters": {"type": "object", "properties": {name: schema}, "required": [name]}}
+    assert tool_use.identifier_arguments(function) == ([name] if is_identifier else [])
+    optional = {"name": "f", "parameters": {"type": "object", "properties": {name: schema}}}
+    assert tool_use.identifier_arguments(optional) == []
+
+
 def test_the_same_call_twice_is_a_loop():
     messages = [user("weather in Paris and then again"), *called("get_weather", '{"city":"Paris"}', "c1"),
                 *called("get_weather", '{"city": "Paris"}', "c2")]
