@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.backends.grounded_edits import EditChoices, GroundedEdit, apply_edit, edit_instruction, prediction_details
 from router.plan import RequestPlan
@@ -88,6 +90,9 @@ def test_the_instruction_is_the_last_turn_without_the_document():
     edit = GroundedEdit.of(plan(parts, CODE))
     assert edit.instruction == "Rename greet to welcome." and edit.document == CODE
     assert edit.apply({"op": "replace", "find": "greet", "with": "welcome"}) == CODE.replace("greet", "welcome")
+    assert edit.allows({"op": "replace", "find": "greet", "with": "welcome"})
+    assert not edit.allows({"op": "replace", "find": "greet", "with": "anything"})
+    assert not edit.allows({"op": "delete", "find": "greet"}) and not edit.allows(["replace"])
     assert GroundedEdit.of(RequestPlan.of({"messages": [{"role": "user", "content": "Rename greet to x."}]})) is None
     assert GroundedEdit.of(plan("Make it more formal.")) is None
 
@@ -141,3 +146,23 @@ def test_an_ungrounded_edit_is_generated(backend):
     result = asyncio.run(backend.complete(edit("Make it more formal.", PROSE, max_tokens=16)))
     assert "edit" not in result["usage"]["tandem"]
     assert "accepted_prediction_tokens" in result["usage"]["completion_tokens_details"]
+
+
+WORDS = ["greet", "Hello", "rename", "change", "add", "delete", "line", "to", "with", "'x y'", "`a(b)`", ":",
+         "the", "statement", "welcome", "\n", ".", "é", "for", "after"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=12), st.lists(st.sampled_from(WORDS), max_size=12))
+def test_any_grounded_operation_applies_and_changes_the_document(instruction_words, document_words):
+    """Whatever the instruction and document, every operation the schema allows applies
+    without error, and a replace or deletion never leaves the document as it was."""
+    instruction, document = " ".join(instruction_words), " ".join(document_words)
+    choices = EditChoices.of(instruction, document)
+    if choices is None:
+        return
+    for op in choices.operations():
+        fields = {name: spec["enum"][-1] for name, spec in op["properties"].items() if "enum" in spec}
+        edited = apply_edit({"op": op["properties"]["op"]["const"], **fields}, document)
+        if op["properties"]["op"]["const"] in ("replace", "delete", "delete_line"):
+            assert edited != document

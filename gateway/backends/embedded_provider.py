@@ -82,14 +82,23 @@ async def grounded_edit(optional_params: dict[str, Any], messages: list[dict[str
         parts.append(event.text)
         if event.finish_reason:
             finish, prompt_tokens = event.finish_reason, event.prompt_tokens
-    if finish != "stop":
+    operation = _operation("".join(parts)) if finish == "stop" else None
+    if operation is None or not edit.allows(operation):
         return None
-    tokens = tokenizer.encode(edit.apply(json.loads("".join(parts))), add_special_tokens=False)
+    tokens = tokenizer.encode(edit.apply(operation), add_special_tokens=False)
     limit = plan.sampling.max_tokens
     cut = bool(limit) and len(tokens) > limit
     tokens = tokens[:limit] if cut else tokens
     return EditedDocument(tokenizer.decode(tokens), "length" if cut else "stop", prompt_tokens, len(tokens),
                           prediction_details(tokenizer.encode(edit.document, add_special_tokens=False), tokens))
+
+
+def _operation(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class EmbeddedLLM(CustomLLM):

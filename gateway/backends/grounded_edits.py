@@ -166,6 +166,13 @@ class GroundedEdit:
         """Every string the operation can hold (to size its token budget)."""
         return (*self.choices.finds, *self.choices.texts)
 
+    def allows(self, operation: Any) -> bool:
+        """Whether ``operation`` is one the schema allows (a constrained decoder's output is
+        checked, not trusted)."""
+        from jsonschema import Draft202012Validator
+
+        return Draft202012Validator(self.schema()).is_valid(operation)
+
     def apply(self, operation: dict[str, Any]) -> str:
         return apply_edit(operation, self.document)
 
