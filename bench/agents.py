@@ -31,6 +31,7 @@ TASKS = [  # (prompt, needs the tool)
 
 GREET = 'def greet(name):\n    """Say hello."""\n    return f"Hello, {name}!"\n\n\nprint(greet("Ada"))\n'
 PROSE = "The quick brown fox jumps over the lazy dog.\nIt was a sunny day in the park.\nEveryone was happy.\n"
+USER_CLASS = 'class User {\n  firstName: string = "";\n  lastName: string = "";\n  username: string = "";\n}\n\nexport default User;\n'
 EDITS = [  # (instruction, document, text the edited document must contain, text it must not)
     # the lines the edit may change are those with the text it must not keep, or (renames) with
     # the renamed word: TOUCHED
@@ -50,6 +51,9 @@ EDITS = [  # (instruction, document, text the edited document must contain, text
     ("Delete the print statement.", GREET, 'return f"Hello, {name}!"', "print("),
     ("Insert the line 'Once upon a time.' at the top.", PROSE, "Once upon a time.\nThe quick", None),
     ("Add the line 'It was warm.' after the line with sunny.", PROSE, "park.\nIt was warm.\nEveryone", None),
+    # the example of OpenAI's Predicted Outputs guide
+    ('Replace the "username" property with an "email" property. Respond only with code, and with no '
+     'markdown formatting.', USER_CLASS, 'email: string = "";', "username"),
     # names no text of the document: left to the model, which copies the document through
     ("Remove the docstring.", GREET, "def greet(name):", '"""'),
     ("Make the last sentence shout, in capitals.", PROSE, "EVERYONE WAS HAPPY", "Everyone was happy"),

@@ -31,6 +31,9 @@ PROSE = "The quick brown fox jumps over the lazy dog.\nIt was a sunny day in the
     ("Delete the line 'Everyone was happy.'", PROSE, ("Everyone was happy.",), (), "delete_line"),
     ("Remove the word 'lazy'.", PROSE, ("lazy",), (), "delete"),
     ("Delete the print statement.", CODE, ("print",), (), "delete_line"),
+    # the example of OpenAI's Predicted Outputs guide
+    ('Replace the "username" property with an "email" property. Respond only with code.',
+     'class User {\n  username: string = "";\n}\n', ("username",), ("email",), "replace"),
     # a quoted span found only inside a longer word is not found ("ick" ≠ "quick")
     ("Replace 'ick' with 'ack'.", PROSE, (), ("ick", "ack"), "replace"),
 ])
