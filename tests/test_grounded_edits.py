@@ -48,6 +48,9 @@ def test_an_instruction_grounds_its_spans(instruction, document, finds, texts, k
 @pytest.mark.parametrize("instruction, document", [
     ("Make it more formal.", PROSE),        # no edit verb
     ("Add type hints.", CODE),              # a description, not text to add
+    ("Change greet to uppercase.", CODE),   # descriptions of the new text, not the text
+    ("Turn the greet function into a class.", CODE),
+    ("Replace Hello with something warmer.", CODE),
     ("Remove the docstring.", CODE),        # names nothing in the document
     ("Rename it.", CODE),                   # nothing new to put in
     ("Summarise this.", PROSE),

@@ -18,7 +18,8 @@ the kind, only the spans. Spans, in order of trust: quoted spans (``'x'``, ``"x"
 function words and the vocabulary of editing itself) that occur in the document are what to
 find, and the new text is the phrase after the last "to"/"with"/"by"/"for" of a replace or
 after the colon of an addition. An instruction with no edit verb, or without the spans its
-kind needs ("add type hints" names no text to add), grounds nothing.
+kind needs ("add type hints" names no text to add; "change the name to uppercase" or "turn
+the list into a table" describe the new text instead of giving it), grounds nothing.
 """
 
 from __future__ import annotations
@@ -226,11 +227,18 @@ def _unquoted_new_text(kind: str, instruction: str, document: str) -> list[str]:
     if not targets:
         return []
     phrase = re.split(r"[;!?\n|]|[.,](?:\s|$)", instruction[targets[-1].end():])[0].strip()
-    fits = phrase and len(phrase.split()) <= 8 and not _occurs(phrase, document)
-    return [phrase] if fits else []
+    literal = phrase and phrase.split()[0].lower() not in _DESCRIPTION_HEADS
+    return [phrase] if literal and len(phrase.split()) <= 8 and not _occurs(phrase, document) else []
 
 
 _TARGET = re.compile(r"(?<!\w)(?:to|with|into|by|for)\s+", re.IGNORECASE)
+#: how a description of the new text starts ("to uppercase", "into a table", "with something
+#: shorter"): it names no literal text, so it grounds no replace (quote literal text that does)
+_DESCRIPTION_HEADS = frozenset("""
+a an the some something more less much very be use make its their
+uppercase lowercase upper lower capitals capital caps camelcase camel snake_case snake kebab title
+plural singular past present future passive active bold italic
+""".split())
 
 
 def _unique(items) -> list[str]:
