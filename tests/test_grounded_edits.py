@@ -21,6 +21,7 @@ PROSE = "The quick brown fox jumps over the lazy dog.\nIt was a sunny day in the
 @pytest.mark.parametrize("instruction, document, finds, texts, kind", [
     ("Rename greet to welcome.", CODE, ("greet",), ("welcome",), "replace"),
     ("Rename the function greet to say_hello.", CODE, ("greet",), ("say_hello",), "replace"),
+    ("Rename x to total.", "x = 1\nprint(x + 1)\n", ("x",), ("total",), "replace"),  # one-letter names too
     ("Change 'quick' to 'slow'.", PROSE, ("quick",), ("slow",), "replace"),
     # unquoted new text is what follows the last "to"/"with"/...: one span, however many words
     ("Change the greeting from Hello to Good morning.", CODE, ("Hello",), ("Good morning",), "replace"),

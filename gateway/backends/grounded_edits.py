@@ -211,7 +211,7 @@ def _occurs(span: str, document: str) -> bool:
 
 
 def _content_words(instruction: str) -> list[str]:
-    return [w for w in _WORD.findall(instruction) if w.lower() not in _NOT_CONTENT and len(w) > 1]
+    return [w for w in _WORD.findall(instruction) if w.lower() not in _NOT_CONTENT]
 
 
 def _unquoted_new_text(kind: str, instruction: str, document: str) -> list[str]:
