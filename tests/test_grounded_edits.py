@@ -102,6 +102,10 @@ def test_the_instruction_is_the_last_turn_without_the_document():
     assert not edit.allows({"op": "delete", "find": "greet"}) and not edit.allows(["replace"])
     assert GroundedEdit.of(RequestPlan.of({"messages": [{"role": "user", "content": "Rename greet to x."}]})) is None
     assert GroundedEdit.of(plan("Make it more formal.")) is None
+    system = RequestPlan.of({"messages": [{"role": "system", "content": "Rename greet to welcome."},
+                                          {"role": "user", "content": CODE}],
+                             "prediction": {"type": "content", "content": CODE}})
+    assert edit_instruction(system) == "Rename greet to welcome."  # the turn is only the document
 
 
 def test_prediction_details_count_kept_and_dropped_prediction_tokens():

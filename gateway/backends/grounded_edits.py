@@ -180,10 +180,16 @@ class GroundedEdit:
 
 def edit_instruction(plan: RequestPlan) -> str:
     """The instruction of a Predicted Output request: its last turn, without the document
-    when the turn carries that too."""
-    last = message_text(plan.messages[-1]) if plan.messages else ""
+    when the turn carries that too; when the turn is only the document, the system prompt's
+    (``system: "Rename greet to welcome."``, ``user: <the code>``)."""
     document = (plan.prediction or "").strip()
-    return (last.replace(document, "") if document else last).strip()
+    for roles in (None, ("system", "developer")):
+        turns = [m for m in plan.messages if roles is None or m.get("role") in roles]
+        text = message_text(turns[-1]) if turns else ""
+        instruction = (text.replace(document, "") if document else text).strip()
+        if instruction:
+            return instruction
+    return ""
 
 
 def prediction_details(predicted: Sequence[int], answer: Sequence[int]) -> dict[str, int]:
