@@ -113,8 +113,10 @@ def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
 
 #: a required argument by this name is an identifier the conversation has to give
 _IDENTIFIER_NAME = re.compile(r"(?:^|_)(?:id|uuid|number|no|num|code|sku|ref|reference)$|^(?:\w+)Id$")
-#: what an identifier looks like in text: a token with a digit ("A-12345", "#4521", "TK-9")
-_IDENTIFIER_TOKEN = re.compile(r"(?<![\w-])[#A-Za-z\-]*\d[\w\-]*")
+#: what an identifier looks like in text: letters joined to digits ("A-12345", "TK-9",
+#: "inv_0042"), a number after "#", or four digits or more; not prices, counts or ranges
+#: ("$75", "60 days", "5-9")
+_IDENTIFIER_TOKEN = re.compile(r"(?<![\w-])(?:[A-Za-z]+[-_]?\d[\w-]*|#\d+|\d{4,})")
 
 
 def identifier_arguments(function: Mapping[str, Any]) -> list[str]:
@@ -128,9 +130,9 @@ def identifier_arguments(function: Mapping[str, Any]) -> list[str]:
 
 
 def conversation_gives_identifier(messages: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether a user turn or a tool result holds something identifier-like."""
-    return any(_IDENTIFIER_TOKEN.search(message_text(m)) for m in messages
-               if m.get("role") in ("user", "tool", "function"))
+    """Whether any turn holds something identifier-like: the user's, a tool result, an earlier
+    answer, or the system prompt ("the signed-in customer is C-1029")."""
+    return any(_IDENTIFIER_TOKEN.search(message_text(m)) for m in messages)
 
 
 def relevant_tools(turn: str, functions: Sequence[Mapping[str, Any]], embedder: Any = None,

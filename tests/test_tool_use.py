@@ -81,6 +81,20 @@ def test_a_tool_that_needs_an_identifier_waits_for_one(text, mode):
         assert decision.reason == "get_order_status needs order_id, which the conversation does not give yet"
 
 
+@pytest.mark.parametrize("text, gives", [
+    ("order A-12345", True), ("ticket TK-9", True), ("#4521", True), ("invoice 100234", True), ("inv_0042", True),
+    ("free over $75", False), ("ships in 5-9 days", False), ("returns within 60 days", False), ("2+2", False),
+])
+def test_what_counts_as_an_identifier(text, gives):
+    assert tool_use.conversation_gives_identifier([user(text)]) is gives
+
+
+def test_an_identifier_in_the_system_prompt_makes_the_tool_callable():
+    messages = [{"role": "system", "content": "The signed-in customer's last order is A-5521."},
+                user("What's the status of my last order?")]
+    assert decide_tool_use({"messages": messages, "tools": [ORDER]}).mode == "call"
+
+
 def test_an_identifier_from_a_tool_result_makes_the_tool_callable():
     lookup = {"type": "function", "function": {"name": "find_orders", "description": "Find a customer's orders.",
                                                "parameters": {"type": "object", "properties": {}}}}
