@@ -112,11 +112,12 @@ def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
 
 
 #: a required argument by this name is an identifier the conversation has to give
-_IDENTIFIER_NAME = re.compile(r"(?:^|_)(?:id|uuid|number|no|num|code|sku|ref|reference)$|^(?:\w+)Id$")
+#: (not ``code``: a ``country_code`` follows from a name, a ``code`` argument is source code)
+_IDENTIFIER_NAME = re.compile(r"(?:^|_)(?:id|uuid|number|no|num|sku|ref|reference)$|^(?:\w+)Id$")
 #: what an identifier looks like in text: letters joined to digits ("A-12345", "TK-9",
-#: "inv_0042"), a number after "#", or four digits or more; not prices, counts or ranges
-#: ("$75", "60 days", "5-9")
-_IDENTIFIER_TOKEN = re.compile(r"(?<![\w-])(?:[A-Za-z]+[-_]?\d[\w-]*|#\d+|\d{4,})")
+#: "inv_0042"), a number after "#", grouped digits ("88-1204"), or four digits or more; not
+#: prices, counts or ranges ("$75", "60 days", "5-9")
+_IDENTIFIER_TOKEN = re.compile(r"(?<![\w-])(?:[A-Za-z]+[-_]?\d[\w-]*|#\d+|\d{2,}[-_/]\d{3,}|\d{4,})")
 
 
 def identifier_arguments(function: Mapping[str, Any]) -> list[str]:

@@ -83,6 +83,7 @@ def test_a_tool_that_needs_an_identifier_waits_for_one(text, mode):
 
 @pytest.mark.parametrize("text, gives", [
     ("order A-12345", True), ("ticket TK-9", True), ("#4521", True), ("invoice 100234", True), ("inv_0042", True),
+    ("SKU 88-1204", True),
     ("free over $75", False), ("ships in 5-9 days", False), ("returns within 60 days", False), ("2+2", False),
 ])
 def test_what_counts_as_an_identifier(text, gives):
@@ -108,6 +109,8 @@ def test_an_identifier_from_a_tool_result_makes_the_tool_callable():
     ("order_id", {"type": "string"}, True), ("ticketId", {"type": "string"}, True),
     ("invoice_number", {"type": "integer"}, True), ("city", {"type": "string"}, False),
     ("country_code", {"enum": ["US", "CA"]}, False),  # the schema lists the values: nothing to wait for
+    ("country_code", {"type": "string"}, False),      # follows from a name ("France")
+    ("code", {"type": "string"}, False),              # source code, not an identifier
 ])
 def test_identifier_arguments(name, schema, is_identifier):
     function = {"name": "f", "parameters": {"type": "object", "properties": {name: schema}, "required": [name]}}
