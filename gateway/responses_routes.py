@@ -108,7 +108,8 @@ def add_response_routes(app: FastAPI, gateway, stores: ResponseStores) -> None:
                           "which does not speak the Responses API (a backend with api: responses passes it "
                           "through). Send function tools only, or route to such a backend.", param=f"tools[{index}]",
                           code="unsupported_tool_type")
-        if any(spec.api == "responses" for spec, _ in backend_chain(policy, routed.decision)):  # the request as it came, for those that take it
+        # the request as it came, for the backends of the chain that take it
+        if any(spec.api == "responses" for spec, _ in backend_chain(policy, routed.decision)):
             routed.native = Native(passthrough_body(body, earlier, items), required=bool(hosted))
         turn = ResponseTurn(parsed, items, store, owner)
         return await serve(request, routed, gateway, ResponsesPresenter(turn), admitted=grant)

@@ -149,16 +149,18 @@ class Policy:
         how a request is generated; ``stream`` only how it is sent)."""
         predicted = RequestPlan.of({"messages": [], "prediction": {"type": "content", "content": "x"}})
         found = []
-        for task, plan, fix in (
-                ("structured", {}, "give its match a task list without structured (e.g. task: [chat, edit, code])"),
-                ("tool_call", {}, "give its match a task list without tool_call (e.g. task: [chat, edit, code])"),
-                ("edit", predicted, "add predicted: false to its match"),
-                ("code", predicted, "add predicted: false to its match")):
+        plain_request = RequestPlan.of({"messages": []})
+        for task, what, plan, fix in (
+                ("structured", "structured", plain_request,
+                 "give its match a task list without structured (e.g. task: [chat, edit, code])"),
+                ("tool_call", "tool_call", plain_request,
+                 "give its match a task list without tool_call (e.g. task: [chat, edit, code])"),
+                ("edit", "predicted edit", predicted, "add predicted: false to its match"),
+                ("code", "predicted code", predicted, "add predicted: false to its match")):
             plain = self.decide(plan, Classification(task, False), {})
             streamed = self.decide(plan, Classification(task, True), {})
             if streamed.backend.name != plain.backend.name:
                 route = self.route(streamed.route)
-                what = f"predicted {task}" if plan else task
                 found.append(
                     f"{self.path}:{route.line if route else 1}: warning: route '{streamed.route}' takes streamed "
                     f"{what} requests to backend {streamed.backend.name}, while unstreamed they go to "

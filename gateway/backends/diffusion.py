@@ -199,29 +199,18 @@ class DiffusionBackend(Backend):
         None when the instruction grounds none or no operation validates."""
         if job.kind != "predict" or job.edit is None:
             return None
-        operation = edit_operation_job(job)
-        longest = max(len(self._tokenizer.encode(s, add_special_tokens=False)) for s in job.edit.spans())
-        params = dataclasses.replace(self._params(request), max_tokens=2 * longest + 32)
+        params = dataclasses.replace(self._params(request), max_tokens=job.edit.token_budget(self._tokenizer))
         try:
-            prompt, result = await self._structured_result(operation, request, params)
+            prompt, result = await self._structured_result(edit_operation_job(job), request, params)
         except BackendError as exc:
             log.info("%s: no grounded edit operation (%s); generating the document", self.name, type(exc).__name__)
             return None
-        text = job.edit.apply(result.value)
-        tokens = self._tokenizer.encode(text, add_special_tokens=False)
-        limit = request.sampling.max_tokens
-        finish = "length" if limit and len(tokens) > limit else "stop"
-        if finish == "length":  # as OpenAI: what fits in max_tokens, finish "length"
-            tokens = tokens[:limit]
-            text = self._tokenizer.decode(tokens)
+        edited = job.edit.answer(result.value, self._tokenizer, request.sampling.max_tokens)
         usage = self._structured_usage(prompt, result)
-        usage.completion_tokens, usage.total_tokens = len(tokens), len(prompt) + len(tokens)
-        usage.completion_tokens_details = self._prediction_details(job, tokens)
+        usage.completion_tokens, usage.total_tokens = edited.tokens, len(prompt) + edited.tokens
+        usage.completion_tokens_details = edited.details
         usage.tandem["edit"] = result.value
-        return self._completion(ResponseMessage(content=text), finish, usage)
-
-    def _prediction_details(self, job: DiffusionJob, answer: list[int]) -> dict[str, int]:
-        return prediction_details(self._tokenizer.encode(job.prediction, add_special_tokens=False), answer)
+        return self._completion(ResponseMessage(content=edited.text), edited.finish, usage)
 
     # --- Backend API ---------------------------------------------------------------
 
@@ -242,8 +231,9 @@ class DiffusionBackend(Backend):
                 finish, prompt_len, tokens, stats = event
         usage = _usage(prompt_len, tokens, stats)
         if job.kind == "predict":
-            usage.completion_tokens_details = self._prediction_details(
-                job, self._tokenizer.encode(text, add_special_tokens=False))
+            encode = self._tokenizer.encode
+            usage.completion_tokens_details = prediction_details(encode(job.prediction, add_special_tokens=False),
+                                                                 encode(text, add_special_tokens=False))
         return self._completion(ResponseMessage(content=text), finish, usage)
 
     def _structured_usage(self, prompt: list[int], result: Any) -> Usage:

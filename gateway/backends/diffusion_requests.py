@@ -65,9 +65,10 @@ def job_for(request: RequestPlan) -> DiffusionJob:
     if request.prediction:
         text = request.prediction
         fence = _fence(text)
-        return DiffusionJob("predict", _with_document(messages, edit_instruction(request), text, fence),
+        instruction = edit_instruction(request)
+        return DiffusionJob("predict", _with_document(messages, instruction, text, fence),
                             prediction=text, answer_prefix=fence + "\n", stops=("\n" + fence, fence + "\n"),
-                            edit=GroundedEdit.of(request))
+                            edit=GroundedEdit.of(request, instruction))
     return DiffusionJob("text", messages)
 
 

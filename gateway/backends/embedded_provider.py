@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 
 from litellm import CustomLLM
 
-from gateway.backends.grounded_edits import GroundedEdit, prediction_details
+from gateway.backends.grounded_edits import EditedDocument, GroundedEdit
 from gateway.backends.json_output import requested_schema
 from gateway.backends.local_ar import LocalARModel, SamplingParams
 from router.plan import RequestPlan
@@ -53,17 +53,14 @@ def sampling_params(optional_params: dict[str, Any], messages: list[dict[str, An
 
 
 @dataclass(frozen=True)
-class EditedDocument:
-    """A Predicted Output answered by a grounded edit operation (see ``grounded_edits``)."""
+class EditedAnswer:
+    """A Predicted Output answered by a grounded edit operation, with its prompt's size."""
 
-    text: str
-    finish: str
+    document: EditedDocument
     prompt_tokens: int
-    completion_tokens: int
-    details: dict[str, int]
 
 
-async def grounded_edit(optional_params: dict[str, Any], messages: list[dict[str, Any]]) -> EditedDocument | None:
+async def grounded_edit(optional_params: dict[str, Any], messages: list[dict[str, Any]]) -> EditedAnswer | None:
     """The edited document when the request's instruction grounds an edit operation: the
     model fills the operation under the schema's constraint and the document is edited
     verbatim. None when nothing is grounded or the operation did not complete."""
@@ -73,10 +70,8 @@ async def grounded_edit(optional_params: dict[str, Any], messages: list[dict[str
         return None
     model = local_model()
     await asyncio.get_running_loop().run_in_executor(None, model.load)  # loads once, off the event loop
-    tokenizer = model.tokenizer
-    longest = max(len(tokenizer.encode(span, add_special_tokens=False)) for span in edit.spans())
-    params = SamplingParams(max_tokens=2 * longest + 32, temperature=0.0, top_p=1.0, seed=None, stop=[],
-                            json_schema=edit.schema())
+    params = SamplingParams(max_tokens=edit.token_budget(model.tokenizer), temperature=0.0, top_p=1.0, seed=None,
+                            stop=[], json_schema=edit.schema())
     parts, finish, prompt_tokens = [], "length", 0
     async for event in model.stream_events(edit.messages(), params):
         parts.append(event.text)
@@ -85,12 +80,7 @@ async def grounded_edit(optional_params: dict[str, Any], messages: list[dict[str
     operation = _operation("".join(parts)) if finish == "stop" else None
     if operation is None or not edit.allows(operation):
         return None
-    tokens = tokenizer.encode(edit.apply(operation), add_special_tokens=False)
-    limit = plan.sampling.max_tokens
-    cut = bool(limit) and len(tokens) > limit
-    tokens = tokens[:limit] if cut else tokens
-    return EditedDocument(tokenizer.decode(tokens), "length" if cut else "stop", prompt_tokens, len(tokens),
-                          prediction_details(tokenizer.encode(edit.document, add_special_tokens=False), tokens))
+    return EditedAnswer(edit.answer(operation, model.tokenizer, plan.sampling.max_tokens), prompt_tokens)
 
 
 def _operation(text: str) -> dict[str, Any] | None:
@@ -109,11 +99,12 @@ class EmbeddedLLM(CustomLLM):
         model_response.model = f"{PROVIDER}/{model}"
         edited = await grounded_edit(optional_params, messages)
         if edited is not None:
-            model_response.choices[0].message.content = edited.text
-            model_response.choices[0].finish_reason = edited.finish
-            model_response.usage = Usage(prompt_tokens=edited.prompt_tokens, completion_tokens=edited.completion_tokens,
-                                         total_tokens=edited.prompt_tokens + edited.completion_tokens,
-                                         completion_tokens_details=edited.details)
+            document = edited.document
+            model_response.choices[0].message.content = document.text
+            model_response.choices[0].finish_reason = document.finish
+            model_response.usage = Usage(prompt_tokens=edited.prompt_tokens, completion_tokens=document.tokens,
+                                         total_tokens=edited.prompt_tokens + document.tokens,
+                                         completion_tokens_details=document.details)
             return model_response
         params = sampling_params(optional_params, messages)
         parts: list[str] = []
@@ -136,10 +127,11 @@ class EmbeddedLLM(CustomLLM):
                          encoding, api_key, logging_obj, optional_params, *args, **kwargs) -> AsyncIterator[dict]:
         edited = await grounded_edit(optional_params, messages)
         if edited is not None:  # whole once the operation is complete: one chunk
-            yield {"text": edited.text, "is_finished": True, "finish_reason": edited.finish, "index": 0,
+            document = edited.document
+            yield {"text": document.text, "is_finished": True, "finish_reason": document.finish, "index": 0,
                    "tool_use": None, "usage": {"prompt_tokens": edited.prompt_tokens,
-                                               "completion_tokens": edited.completion_tokens,
-                                               "total_tokens": edited.prompt_tokens + edited.completion_tokens}}
+                                               "completion_tokens": document.tokens,
+                                               "total_tokens": edited.prompt_tokens + document.tokens}}
             return
         params = sampling_params(optional_params, messages)
         async for event in local_model().stream_events(messages, params):

@@ -139,6 +139,18 @@ def apply_edit(operation: dict[str, Any], document: str) -> str:
 
 
 @dataclass(frozen=True)
+class EditedDocument:
+    """The answer to a Predicted Output from a grounded edit: the edited document, cut at
+    ``max_tokens`` when it is longer (``finish`` "length", as OpenAI answers)."""
+
+    text: str
+    tokens: int
+    finish: str
+    #: ``usage.completion_tokens_details``: the prediction's tokens kept and not kept
+    details: dict[str, int]
+
+
+@dataclass(frozen=True)
 class GroundedEdit:
     """A Predicted Output request answered by one grounded edit operation: what the model is
     asked (:meth:`messages`, :meth:`schema`) and how its answer becomes the document."""
@@ -148,11 +160,12 @@ class GroundedEdit:
     choices: EditChoices
 
     @classmethod
-    def of(cls, plan: RequestPlan) -> "GroundedEdit | None":
-        """The grounded edit a request asks for, or None (no prediction, or nothing grounded)."""
+    def of(cls, plan: RequestPlan, instruction: str | None = None) -> "GroundedEdit | None":
+        """The grounded edit a request asks for, or None (no prediction, or nothing grounded).
+        ``instruction``: the request's :func:`edit_instruction`, when the caller has it."""
         if plan.prediction is None:
             return None
-        instruction = edit_instruction(plan)
+        instruction = edit_instruction(plan) if instruction is None else instruction
         choices = EditChoices.of(instruction, plan.prediction)
         return cls(plan.prediction, instruction, choices) if choices is not None else None
 
@@ -163,9 +176,11 @@ class GroundedEdit:
     def schema(self) -> dict[str, Any]:
         return self.choices.schema()
 
-    def spans(self) -> tuple[str, ...]:
-        """Every string the operation can hold (to size its token budget)."""
-        return (*self.choices.finds, *self.choices.texts)
+    def token_budget(self, tokenizer: Any) -> int:
+        """``max_tokens`` for the operation: its longest span twice (a replace holds two),
+        and room for the JSON around them."""
+        spans = (*self.choices.finds, *self.choices.texts)
+        return 2 * max(len(tokenizer.encode(span, add_special_tokens=False)) for span in spans) + 32
 
     def allows(self, operation: Any) -> bool:
         """Whether ``operation`` is one the schema allows (a constrained decoder's output is
@@ -176,6 +191,17 @@ class GroundedEdit:
 
     def apply(self, operation: dict[str, Any]) -> str:
         return apply_edit(operation, self.document)
+
+    def answer(self, operation: dict[str, Any], tokenizer: Any, max_tokens: int | None) -> EditedDocument:
+        """The document with ``operation`` applied, as the answer to the request."""
+        text = self.apply(operation)
+        tokens = tokenizer.encode(text, add_special_tokens=False)
+        finish = "stop"
+        if max_tokens and len(tokens) > max_tokens:
+            tokens, finish = tokens[:max_tokens], "length"
+            text = tokenizer.decode(tokens)
+        predicted = tokenizer.encode(self.document, add_special_tokens=False)
+        return EditedDocument(text, len(tokens), finish, prediction_details(predicted, tokens))
 
 
 def edit_instruction(plan: RequestPlan) -> str:
